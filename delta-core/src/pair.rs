@@ -1,0 +1,244 @@
+//! A base checkpoint and its fine-tune, checked to belong together; the delta
+//! W_ft − W_base extracted one tensor at a time, and merged back.
+
+use crate::checkpoint::{Checkpoint, TensorInfo, TensorView};
+use crate::dtype;
+use crate::error::{DeltaError, Difference, MismatchError};
+use crate::selection::Selection;
+use rayon::prelude::*;
+
+/// `config.json` fields that must agree for two checkpoints to share weights
+/// layouts. `vocab_size` is checked separately so the error says so plainly.
+pub const ARCHITECTURE_FIELDS: &[&str] = &[
+    "architectures",
+    "model_type",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "tie_word_embeddings",
+];
+
+/// What happens to one tensor of the fine-tuned model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Its delta against the base is compressed.
+    Compress,
+    /// The fine-tuned tensor is stored as is, at full precision.
+    Carry,
+}
+
+/// One line of a compression plan.
+#[derive(Debug, Clone)]
+pub struct PlanEntry {
+    pub info: TensorInfo,
+    pub action: Action,
+}
+
+/// A base and a fine-tuned checkpoint with identical architecture, tensor
+/// names, shapes and dtypes.
+#[derive(Debug)]
+pub struct DeltaPair {
+    base: Checkpoint,
+    finetuned: Checkpoint,
+}
+
+impl DeltaPair {
+    /// Pair two checkpoints, or say every way in which they differ.
+    pub fn new(base: Checkpoint, finetuned: Checkpoint) -> Result<DeltaPair, MismatchError> {
+        let differences = differences(&base, &finetuned);
+        if differences.is_empty() {
+            Ok(DeltaPair { base, finetuned })
+        } else {
+            Err(MismatchError {
+                base: base.dir().to_path_buf(),
+                finetuned: finetuned.dir().to_path_buf(),
+                differences,
+            })
+        }
+    }
+
+    /// Open and pair two HF directories.
+    pub fn open(
+        base: impl AsRef<std::path::Path>,
+        finetuned: impl AsRef<std::path::Path>,
+    ) -> Result<DeltaPair, DeltaError> {
+        let base = Checkpoint::open(base)?;
+        let finetuned = Checkpoint::open(finetuned)?;
+        Ok(DeltaPair::new(base, finetuned)?)
+    }
+
+    pub fn base(&self) -> &Checkpoint {
+        &self.base
+    }
+
+    pub fn finetuned(&self) -> &Checkpoint {
+        &self.finetuned
+    }
+
+    /// Every tensor with what `selection` does to it, in name order.
+    pub fn plan(&self, selection: &Selection) -> Vec<PlanEntry> {
+        self.finetuned
+            .infos()
+            .map(|info| PlanEntry {
+                action: if selection.selects(&info.name, &info.shape) {
+                    Action::Compress
+                } else {
+                    Action::Carry
+                },
+                info: info.clone(),
+            })
+            .collect()
+    }
+
+    /// Δ = W_ft − W_base for one tensor, in `f32`. Refuses NaN or Inf in
+    /// either checkpoint or in the difference, naming the tensor and element.
+    pub fn delta(&self, name: &str) -> Result<Vec<f32>, DeltaError> {
+        let base = self.base.view(name)?;
+        let ft = self.finetuned.view(name)?;
+        delta_of(name, base, ft)
+    }
+}
+
+/// Δ = ft − base, decoded in parallel chunks (the conversion is memory-bound,
+/// and both cores help).
+pub fn delta_of(
+    name: &str,
+    base: TensorView<'_>,
+    ft: TensorView<'_>,
+) -> Result<Vec<f32>, DeltaError> {
+    let n = base.info.num_elements();
+    if ft.info.num_elements() != n {
+        return Err(DeltaError::DeltaSize {
+            tensor: name.to_string(),
+            expected: n,
+            got: ft.info.num_elements(),
+        });
+    }
+    const CHUNK: usize = 1 << 16;
+    let mut out = vec![0f32; n];
+    let (bd, fd) = (base.info.dtype, ft.info.dtype);
+    let (bs, fs) = (bd.size(), fd.size());
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .try_for_each(|(c, chunk)| {
+            let start = c * CHUNK;
+            let end = start + chunk.len();
+            let b = dtype::decode(&base.bytes[start * bs..end * bs], bd);
+            let f = dtype::decode(&ft.bytes[start * fs..end * fs], fd);
+            for (i, ((o, &b), &f)) in chunk.iter_mut().zip(&b).zip(&f).enumerate() {
+                let d = f - b;
+                if !d.is_finite() {
+                    let (which, value) = if !b.is_finite() {
+                        ("the base", b)
+                    } else if !f.is_finite() {
+                        ("the fine-tune", f)
+                    } else {
+                        ("the delta", d)
+                    };
+                    return Err(DeltaError::NonFinite {
+                        tensor: name.to_string(),
+                        which,
+                        index: start + i,
+                        value,
+                    });
+                }
+                *o = d;
+            }
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+/// W = W_base + Δ̂, encoded in the base tensor's dtype. Refuses a delta of the
+/// wrong length or a non-finite result.
+pub fn add_delta(name: &str, base: TensorView<'_>, delta: &[f32]) -> Result<Vec<u8>, DeltaError> {
+    let n = base.info.num_elements();
+    if delta.len() != n {
+        return Err(DeltaError::DeltaSize {
+            tensor: name.to_string(),
+            expected: n,
+            got: delta.len(),
+        });
+    }
+    let dt = base.info.dtype;
+    const CHUNK: usize = 1 << 16;
+    let mut out = vec![0u8; n * dt.size()];
+    out.par_chunks_mut(CHUNK * dt.size())
+        .enumerate()
+        .try_for_each(|(c, bytes_out)| {
+            let start = c * CHUNK;
+            let len = bytes_out.len() / dt.size();
+            let mut w = dtype::decode(
+                &base.bytes[start * dt.size()..(start + len) * dt.size()],
+                dt,
+            );
+            for (i, (w, d)) in w.iter_mut().zip(&delta[start..start + len]).enumerate() {
+                *w += d;
+                if !w.is_finite() {
+                    return Err(DeltaError::NonFinite {
+                        tensor: name.to_string(),
+                        which: "the merged weight",
+                        index: start + i,
+                        value: *w,
+                    });
+                }
+            }
+            bytes_out.copy_from_slice(&dtype::encode(&w, dt));
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+fn differences(base: &Checkpoint, ft: &Checkpoint) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let (bc, fc) = (base.config_json(), ft.config_json());
+    for field in ARCHITECTURE_FIELDS {
+        let (b, f) = (bc.get(field), fc.get(field));
+        if b != f {
+            out.push(Difference::Architecture {
+                field: field.to_string(),
+                base: b.map_or_else(|| "unset".to_string(), |v| v.to_string()),
+                finetuned: f.map_or_else(|| "unset".to_string(), |v| v.to_string()),
+            });
+        }
+    }
+    let (bv, fv) = (
+        bc.get("vocab_size").and_then(|v| v.as_u64()),
+        fc.get("vocab_size").and_then(|v| v.as_u64()),
+    );
+    if bv != fv {
+        out.push(Difference::VocabSize {
+            base: bv,
+            finetuned: fv,
+        });
+    }
+    for b in base.infos() {
+        match ft.info(&b.name) {
+            None => out.push(Difference::MissingTensor(b.name.clone())),
+            Some(f) => {
+                if f.shape != b.shape {
+                    out.push(Difference::Shape {
+                        tensor: b.name.clone(),
+                        base: b.shape.clone(),
+                        finetuned: f.shape.clone(),
+                    });
+                } else if f.dtype != b.dtype {
+                    out.push(Difference::DType {
+                        tensor: b.name.clone(),
+                        base: b.dtype,
+                        finetuned: f.dtype,
+                    });
+                }
+            }
+        }
+    }
+    for f in ft.infos() {
+        if !base.contains(&f.name) {
+            out.push(Difference::ExtraTensor(f.name.clone()));
+        }
+    }
+    out
+}

@@ -1,0 +1,376 @@
+//! Reading the transformers-written fixtures, writing them back, and refusing
+//! bad input with typed errors and no output left behind.
+
+use delta_core::{
+    Checkpoint, CheckpointError, CheckpointWriter, DType, DeltaError, DeltaPair, Difference,
+    Selection, WriteOptions,
+};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/hf-reference")
+        .join(name)
+}
+
+/// Copy every tensor of `src` into a new directory `dst` through the writer.
+fn rewrite(src: &Checkpoint, dst: &Path, max_shard_bytes: u64) -> PathBuf {
+    let mut w = CheckpointWriter::create(
+        dst,
+        WriteOptions {
+            max_shard_bytes,
+            overwrite: false,
+        },
+    )
+    .unwrap();
+    w.copy_aux_files_from(src.dir()).unwrap();
+    for info in src.infos() {
+        let view = src.view(&info.name).unwrap();
+        w.write_tensor(&info.name, info.dtype, &info.shape, view.bytes)
+            .unwrap();
+    }
+    w.finish().unwrap()
+}
+
+#[test]
+fn opens_every_fixture_layout() {
+    for (name, dtype, shards) in [
+        ("llama-untied-f32", DType::F32, 1),
+        ("llama-tied-f32", DType::F32, 1),
+        ("llama-untied-bf16", DType::BF16, 1),
+        ("llama-sharded-f16", DType::F16, 6),
+    ] {
+        let ck = Checkpoint::open(fixture(name)).unwrap();
+        assert_eq!(ck.shard_paths().len(), shards, "{name}");
+        assert!(ck.infos().all(|i| i.dtype == dtype), "{name}");
+        let embed = ck.info("model.embed_tokens.weight").unwrap();
+        assert_eq!(embed.shape, vec![320, 64], "{name}");
+        let values = ck.read_f32("model.embed_tokens.weight").unwrap();
+        assert_eq!(values.len(), 320 * 64);
+        assert!(values.iter().all(|v| v.is_finite()));
+        assert_eq!(ck.config_json()["hidden_size"], 64);
+        assert_eq!(ck.contains("lm_head.weight"), name != "llama-tied-f32");
+    }
+}
+
+#[test]
+fn round_trip_single_and_sharded_is_bit_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (src_name, max_shard) in [
+        ("llama-untied-bf16", u64::MAX),
+        ("llama-untied-f32", 100_000),
+        ("llama-sharded-f16", 5_000_000_000),
+    ] {
+        let src = Checkpoint::open(fixture(src_name)).unwrap();
+        let out = rewrite(&src, &tmp.path().join(src_name), max_shard);
+        let back = Checkpoint::open(&out).unwrap();
+        assert_eq!(back.tensor_names(), src.tensor_names());
+        for info in src.infos() {
+            assert_eq!(back.info(&info.name).unwrap(), info);
+            assert_eq!(
+                back.view(&info.name).unwrap().bytes,
+                src.view(&info.name).unwrap().bytes,
+                "{src_name}: {}",
+                info.name
+            );
+        }
+        for aux in ["config.json", "tokenizer.json", "chat_template.jinja"] {
+            assert_eq!(
+                std::fs::read(out.join(aux)).unwrap(),
+                std::fs::read(src.dir().join(aux)).unwrap()
+            );
+        }
+        let sharded = out.join("model.safetensors.index.json").exists();
+        assert_eq!(sharded, max_shard == 100_000, "{src_name}");
+        if sharded {
+            assert!(back.shard_paths().len() > 1);
+            assert!(
+                out.join("model-00001-of-00006.safetensors").exists()
+                    || back.shard_paths().len() != 6
+            );
+        }
+        assert_eq!(back.fingerprint(), src.fingerprint());
+    }
+}
+
+#[test]
+fn shard_size_limit_is_respected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Checkpoint::open(fixture("llama-untied-f32")).unwrap();
+    let limit = 90_000;
+    let out = rewrite(&src, &tmp.path().join("m"), limit);
+    let largest_tensor = src.infos().map(|i| i.num_bytes() as u64).max().unwrap();
+    for shard in Checkpoint::open(&out).unwrap().shard_paths() {
+        let len = std::fs::metadata(shard).unwrap().len();
+        // header + data; data exceeds the limit only for a lone oversized tensor
+        assert!(len < limit.max(largest_tensor) + 16_384, "{shard:?}: {len}");
+    }
+}
+
+#[test]
+fn dropped_writer_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("never");
+    {
+        let mut w = CheckpointWriter::create(&target, WriteOptions::default()).unwrap();
+        w.write_f32("a", DType::F32, &[2], &[1.0, 2.0]).unwrap();
+        // dropped without finish: an interrupted run
+    }
+    assert!(!target.exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn existing_output_is_refused_unless_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("exists");
+    std::fs::create_dir(&target).unwrap();
+    let err = CheckpointWriter::create(&target, WriteOptions::default()).unwrap_err();
+    assert!(matches!(err, CheckpointError::OutputExists { .. }), "{err}");
+    let mut w = CheckpointWriter::create(
+        &target,
+        WriteOptions {
+            overwrite: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    w.write_aux_file("config.json", b"{}").unwrap();
+    w.write_f32("x", DType::F16, &[1], &[0.5]).unwrap();
+    w.finish().unwrap();
+    assert_eq!(
+        Checkpoint::open(&target).unwrap().read_f32("x").unwrap(),
+        vec![0.5]
+    );
+}
+
+#[test]
+fn wrong_byte_count_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = CheckpointWriter::create(tmp.path().join("m"), WriteOptions::default()).unwrap();
+    let err = w
+        .write_tensor("t", DType::F32, &[3], &[0u8; 8])
+        .unwrap_err();
+    assert!(err.to_string().contains("`t`"), "{err}");
+}
+
+fn copy_fixture(name: &str, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(fixture(name)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn truncated_and_corrupt_files_are_typed_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    copy_fixture("llama-untied-f32", &dir);
+    let weights = dir.join("model.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated data", good[..good.len() - 100].to_vec()),
+        ("truncated header", good[..20].to_vec()),
+        ("empty file", Vec::new()),
+        ("header length beyond file", {
+            let mut b = good.clone();
+            b[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+            b
+        }),
+        ("garbage header", {
+            let mut b = good.clone();
+            for x in &mut b[8..40] {
+                *x = b'#';
+            }
+            b
+        }),
+        ("header lies about offsets", {
+            // Shift one tensor's end offset: offsets no longer tile the data.
+            let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+            let header = String::from_utf8(good[8..8 + n].to_vec()).unwrap();
+            let lied = header.replacen("\"data_offsets\":[0,", "\"data_offsets\":[4,", 1);
+            assert_ne!(lied, header, "fixture header layout changed");
+            let mut b = good[..8].to_vec();
+            b.extend(lied.as_bytes());
+            b.extend(&good[8 + n..]);
+            b
+        }),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(&weights, &bytes).unwrap();
+        match Checkpoint::open(&dir) {
+            Err(CheckpointError::Safetensors { path, .. }) => assert_eq!(path, weights, "{what}"),
+            Err(e) => panic!("{what}: unexpected error kind {e}"),
+            Ok(_) => panic!("{what}: accepted"),
+        }
+    }
+}
+
+#[test]
+fn missing_config_weights_and_bad_index_are_typed_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(matches!(
+        Checkpoint::open(&empty),
+        Err(CheckpointError::MissingConfig { .. })
+    ));
+    std::fs::write(empty.join("config.json"), "{}").unwrap();
+    assert!(matches!(
+        Checkpoint::open(&empty),
+        Err(CheckpointError::NoWeights { .. })
+    ));
+    std::fs::write(empty.join("config.json"), "{not json").unwrap();
+    assert!(matches!(
+        Checkpoint::open(&empty),
+        Err(CheckpointError::Json { .. })
+    ));
+
+    let sharded = tmp.path().join("sharded");
+    copy_fixture("llama-sharded-f16", &sharded);
+    let index = sharded.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        text.replacen(
+            "\"lm_head.weight\": \"model-00006-of-00006.safetensors\"",
+            "\"lm_head.weight\": \"model-00001-of-00006.safetensors\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let err = Checkpoint::open(&sharded).unwrap_err();
+    assert!(
+        matches!(&err, CheckpointError::IndexMismatch { tensor, .. } if tensor == "lm_head.weight"),
+        "{err}"
+    );
+    std::fs::write(
+        &index,
+        text.replacen("model-00003-of-00006", "../escape", 1),
+    )
+    .unwrap();
+    assert!(matches!(
+        Checkpoint::open(&sharded),
+        Err(CheckpointError::InvalidIndex { .. })
+    ));
+}
+
+#[test]
+fn mismatched_pairs_name_every_difference() {
+    // untied vs tied: architecture field, KV heads, tensor sets and shapes all differ
+    let err = DeltaPair::open(fixture("llama-untied-f32"), fixture("llama-tied-f32")).unwrap_err();
+    let DeltaError::Mismatch(m) = err else {
+        panic!("expected a mismatch, got {err}")
+    };
+    assert!(m
+        .differences
+        .contains(&Difference::MissingTensor("lm_head.weight".into())));
+    assert!(m.differences.iter().any(
+        |d| matches!(d, Difference::Architecture { field, .. } if field == "num_key_value_heads")
+    ));
+    assert!(m.differences.iter().any(
+        |d| matches!(d, Difference::Shape { tensor, .. } if tensor.ends_with("k_proj.weight"))
+    ));
+    let msg = m.to_string();
+    assert!(
+        msg.contains("lm_head.weight") && msg.contains("num_key_value_heads"),
+        "{msg}"
+    );
+
+    // same architecture, different dtype
+    let err =
+        DeltaPair::open(fixture("llama-untied-f32"), fixture("llama-untied-bf16")).unwrap_err();
+    let DeltaError::Mismatch(m) = err else {
+        panic!()
+    };
+    assert!(m
+        .differences
+        .iter()
+        .any(|d| matches!(d, Difference::DType { .. })));
+
+    // vocabulary size
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vocab");
+    copy_fixture("llama-untied-f32", &dir);
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"vocab_size\": 320", "\"vocab_size\": 321"),
+    )
+    .unwrap();
+    let err = DeltaPair::open(fixture("llama-untied-f32"), &dir).unwrap_err();
+    let DeltaError::Mismatch(m) = err else {
+        panic!()
+    };
+    assert_eq!(
+        m.differences,
+        vec![Difference::VocabSize {
+            base: Some(320),
+            finetuned: Some(321)
+        }]
+    );
+}
+
+#[test]
+fn delta_of_the_reference_pair() {
+    let pair = DeltaPair::open(fixture("pair/base"), fixture("pair/finetuned")).unwrap();
+    let plan = pair.plan(&Selection::bitdelta());
+    let compressed: Vec<_> = plan
+        .iter()
+        .filter(|e| e.action == delta_core::Action::Compress)
+        .map(|e| e.info.name.as_str())
+        .collect();
+    assert_eq!(compressed.len(), 2 * 7, "{compressed:?}");
+    let name = "model.layers.1.self_attn.v_proj.weight";
+    let delta = pair.delta(name).unwrap();
+    let b = pair.base().read_f32(name).unwrap();
+    let f = pair.finetuned().read_f32(name).unwrap();
+    for i in 0..delta.len() {
+        assert_eq!(delta[i], f[i] - b[i]);
+    }
+    // merging the delta back gives the fine-tune again (f32: exact up to rounding of b + (f - b))
+    let merged = delta_core::add_delta(name, pair.base().view(name).unwrap(), &delta).unwrap();
+    let merged = delta_core::dtype::decode(&merged, DType::F32);
+    for i in 0..merged.len() {
+        assert!((merged[i] - f[i]).abs() <= 1e-7 * f[i].abs().max(1.0));
+    }
+}
+
+#[test]
+fn non_finite_values_are_refused_with_the_tensor_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mk = |name: &str, v: f32| {
+        let dir = tmp.path().join(name);
+        let mut w = CheckpointWriter::create(&dir, WriteOptions::default()).unwrap();
+        w.write_aux_file("config.json", b"{\"model_type\":\"llama\"}")
+            .unwrap();
+        w.write_f32("w", DType::F32, &[2, 2], &[0.0, 1.0, v, 3.0])
+            .unwrap();
+        w.finish().unwrap()
+    };
+    let base = mk("base", 2.0);
+    let ft = mk("ft", f32::NAN);
+    let pair = DeltaPair::open(&base, &ft).unwrap();
+    match pair.delta("w") {
+        Err(DeltaError::NonFinite {
+            tensor,
+            index,
+            which,
+            ..
+        }) => {
+            assert_eq!((tensor.as_str(), index, which), ("w", 2, "the fine-tune"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let inf = mk("inf", f32::INFINITY);
+    let pair = DeltaPair::open(&inf, &base).unwrap();
+    assert!(matches!(
+        pair.delta("w"),
+        Err(DeltaError::NonFinite {
+            which: "the base",
+            ..
+        })
+    ));
+}
