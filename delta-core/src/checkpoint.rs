@@ -224,6 +224,28 @@ impl Checkpoint {
         })
     }
 
+    /// Tell the OS this process is done with a tensor's pages for now, so a
+    /// streamed pass over a large model does not keep every touched page of
+    /// the mapping resident. Best effort; the data stays valid and is read
+    /// back from the page cache or disk if the tensor is viewed again.
+    pub fn release(&self, name: &str) {
+        #[cfg(unix)]
+        if let Some(e) = self.entries.get(name) {
+            // SAFETY: the mapping is a read-only shared map of a file; dropping
+            // its pages (MADV_DONTNEED) cannot change what a later read sees:
+            // the kernel refaults them from the file.
+            let _ = unsafe {
+                self.shards[e.shard].mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    e.start,
+                    e.end - e.start,
+                )
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = name;
+    }
+
     /// One tensor converted to `f32` (row-major, HF layout).
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, CheckpointError> {
         Ok(self.view(name)?.to_f32())
@@ -263,7 +285,7 @@ fn sample_windows(len: usize) -> Vec<std::ops::Range<usize>> {
     const WINDOWS: usize = 16;
     const WINDOW: usize = 4096;
     if len <= WINDOWS * WINDOW {
-        return vec![0..len];
+        return std::iter::once(0..len).collect();
     }
     let stride = (len - WINDOW) / (WINDOWS - 1);
     (0..WINDOWS)

@@ -98,7 +98,10 @@ impl DeltaPair {
     pub fn delta(&self, name: &str) -> Result<Vec<f32>, DeltaError> {
         let base = self.base.view(name)?;
         let ft = self.finetuned.view(name)?;
-        delta_of(name, base, ft)
+        let delta = delta_of(name, base, ft);
+        self.base.release(name);
+        self.finetuned.release(name);
+        delta
     }
 }
 

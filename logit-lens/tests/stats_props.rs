@@ -1,0 +1,49 @@
+//! Property tests of the divergences.
+
+use logit_lens::stats::{entropy, js_divergence, kl_divergence, log_softmax, total_variation};
+use proptest::prelude::*;
+
+fn logits(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-30.0f32..30.0, n)
+}
+
+fn pair() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+    (1usize..64).prop_flat_map(|n| (logits(n), logits(n)))
+}
+
+proptest! {
+    #[test]
+    fn js_is_symmetric_and_bounded((a, b) in pair()) {
+        let (p, q) = (log_softmax(&a), log_softmax(&b));
+        let (pq, qp) = (js_divergence(&p, &q), js_divergence(&q, &p));
+        prop_assert!((pq - qp).abs() < 1e-12);
+        prop_assert!((0.0..=std::f64::consts::LN_2).contains(&pq));
+    }
+
+    #[test]
+    fn kl_is_nonnegative_and_zero_on_itself((a, b) in pair()) {
+        let (p, q) = (log_softmax(&a), log_softmax(&b));
+        prop_assert!(kl_divergence(&p, &q) >= 0.0);
+        prop_assert!(kl_divergence(&p, &p).abs() < 1e-12);
+        prop_assert!(js_divergence(&p, &p).abs() < 1e-12);
+        prop_assert!(total_variation(&p, &p).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tv_bounded_and_pinsker((a, b) in pair()) {
+        let (p, q) = (log_softmax(&a), log_softmax(&b));
+        let tv = total_variation(&p, &q);
+        prop_assert!((0.0..=1.0).contains(&tv));
+        // Pinsker: TV ≤ sqrt(KL / 2).
+        prop_assert!(tv <= (kl_divergence(&p, &q) / 2.0).sqrt() + 1e-9);
+    }
+
+    #[test]
+    fn softmax_normalised_and_entropy_bounded(a in (1usize..64).prop_flat_map(logits)) {
+        let p = log_softmax(&a);
+        let s: f64 = p.iter().map(|x| x.exp()).sum();
+        prop_assert!((s - 1.0).abs() < 1e-9);
+        let h = entropy(&p);
+        prop_assert!(h >= 0.0 && h <= (a.len() as f64).ln() + 1e-9);
+    }
+}

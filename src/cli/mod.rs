@@ -1,0 +1,61 @@
+//! Subcommands of the `deltaguard` binary.
+
+pub mod apply;
+pub mod compress;
+pub mod generate;
+pub mod input;
+pub mod inspect;
+pub mod logits;
+
+/// What every subcommand returns.
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// `1234567` → `"1.23 MB"` (decimal units, like `ls -h --si`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+/// Parse `5GB`, `500MB`, `2GiB`, `1000` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 5GB or 500MB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` (use B, kB, MB, GB, KiB, MiB, GiB)")),
+    };
+    Ok((num * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("5GB").unwrap(), 5_000_000_000);
+        assert_eq!(parse_size("2MiB").unwrap(), 2 * 1024 * 1024);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("5XB").is_err());
+        assert_eq!(human_bytes(1_234_567), "1.23 MB");
+        assert_eq!(human_bytes(999), "999 B");
+    }
+}

@@ -1,0 +1,58 @@
+//! The `deltaguard` command-line tool. Each subcommand lives in `cli/`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cli;
+
+/// Compress LLM fine-tuning deltas (BitDelta and friends) and measure what it
+/// does to safety.
+///
+/// A fine-tune is stored as its base model plus a delta Δ = W_ft − W_base.
+/// `compress` turns a fine-tune into a small delta file, `apply` rebuilds a
+/// full model from base + delta, `inspect` shows what a delta file holds.
+#[derive(Parser)]
+#[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Compress(cli::compress::Args),
+    Apply(cli::apply::Args),
+    Inspect(cli::inspect::Args),
+    Logits(cli::logits::Args),
+    Generate(cli::generate::Args),
+}
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`deltaguard inspect f | head`), as Unix
+    // tools do, instead of panicking on the failed print.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compress(a) => cli::compress::run(a),
+        Command::Apply(a) => cli::apply::run(a),
+        Command::Inspect(a) => cli::inspect::run(a),
+        Command::Logits(a) => cli::logits::run(a),
+        Command::Generate(a) => cli::generate::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
