@@ -11,6 +11,8 @@ mod cli;
 /// A fine-tune is stored as its base model plus a delta Δ = W_ft − W_base.
 /// `compress` turns a fine-tune into a small delta file, `apply` rebuilds a
 /// full model from base + delta, `inspect` shows what a delta file holds.
+/// `logits` and `generate` run a model (HF directory or GGUF, optionally with a
+/// delta applied); `convert` turns a GGUF file into a HF directory.
 #[derive(Parser)]
 #[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -23,6 +25,7 @@ enum Command {
     Compress(cli::compress::Args),
     Apply(cli::apply::Args),
     Inspect(cli::inspect::Args),
+    Convert(cli::convert::Args),
     Logits(cli::logits::Args),
     Generate(cli::generate::Args),
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Compress(a) => cli::compress::run(a),
         Command::Apply(a) => cli::apply::run(a),
         Command::Inspect(a) => cli::inspect::run(a),
+        Command::Convert(a) => cli::convert::run(a),
         Command::Logits(a) => cli::logits::run(a),
         Command::Generate(a) => cli::generate::run(a),
     };

@@ -108,13 +108,19 @@ impl ForwardTrace {
         if self.points.is_empty() {
             return Err(LensError::Shape("trace has no probe points".into()));
         }
-        if !matches!(self.points.first().map(|p| p.point), Some(ProbePoint::Embedding)) {
+        if !matches!(
+            self.points.first().map(|p| p.point),
+            Some(ProbePoint::Embedding)
+        ) {
             return Err(LensError::Shape(
                 "the first probe point must be the embedding output".into(),
             ));
         }
         if self.points.len() > 1
-            && !matches!(self.points.last().map(|p| p.point), Some(ProbePoint::Post { .. }))
+            && !matches!(
+                self.points.last().map(|p| p.point),
+                Some(ProbePoint::Post { .. })
+            )
         {
             return Err(LensError::Shape(
                 "the last probe point must be a block output (Post)".into(),

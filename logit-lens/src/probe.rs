@@ -302,7 +302,9 @@ pub(crate) fn run_engine(
     }
     let (d, vocab) = (first.hidden_size(), first.vocab_size());
     if d == 0 || vocab == 0 {
-        return Err(LensError::Shape("hidden size and vocabulary must be > 0".into()));
+        return Err(LensError::Shape(
+            "hidden size and vocabulary must be > 0".into(),
+        ));
     }
     for (i, (name, m)) in models.iter().enumerate() {
         if m.hidden_size() != d || m.vocab_size() != vocab {
@@ -360,8 +362,7 @@ pub(crate) fn run_engine(
             None => {
                 selected = (0..pts.len())
                     .filter(|&i| {
-                        opts.points == PointFilter::All
-                            || !matches!(pts[i], ProbePoint::Mid { .. })
+                        opts.points == PointFilter::All || !matches!(pts[i], ProbePoint::Mid { .. })
                     })
                     .collect();
                 last_is_selected = selected.last() == Some(&(pts.len() - 1))

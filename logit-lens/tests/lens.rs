@@ -11,7 +11,11 @@ use logit_lens::{
 const TOKENS: [u32; 6] = [3, 17, 5, 0, 29, 11];
 
 fn contrast() -> TokenContrast {
-    TokenContrast::new(TokenSet::from_ids("refusal", [1, 2]), TokenSet::from_ids("compliance", [7])).unwrap()
+    TokenContrast::new(
+        TokenSet::from_ids("refusal", [1, 2]),
+        TokenSet::from_ids("compliance", [7]),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -54,7 +58,9 @@ impl LensModel for HandModel {
     fn trace(&self, tokens: &[u32]) -> logit_lens::Result<ForwardTrace> {
         let emb: Vec<f32> = tokens.iter().flat_map(|&t| HAND_EMB[t as usize]).collect();
         let add = |h: &[f32], v: [f32; 2]| -> Vec<f32> {
-            h.chunks(2).flat_map(|r| [r[0] + v[0], r[1] + v[1]]).collect()
+            h.chunks(2)
+                .flat_map(|r| [r[0] + v[0], r[1] + v[1]])
+                .collect()
         };
         let mid0 = add(&emb, [1.0, -1.0]);
         let post0 = add(&mid0, [0.0, 2.0]);
@@ -127,13 +133,21 @@ fn hand_computed_two_layer_case() {
             let fin = softmax3(expected[4][pos]);
             // Probabilities of all three tokens (top_k = 3 lists them all).
             for t in &cell.top {
-                assert!((t.prob - p[t.id as usize]).abs() < 1e-6, "{} pos {pos}", row.label);
+                assert!(
+                    (t.prob - p[t.id as usize]).abs() < 1e-6,
+                    "{} pos {pos}",
+                    row.label
+                );
                 assert!((t.log_prob - p[t.id as usize].ln()).abs() < 1e-5);
             }
             let h: f64 = -p.iter().map(|q| q * q.ln()).sum::<f64>();
             assert!((cell.entropy - h).abs() < 1e-6);
             let kl: f64 = (0..3).map(|i| fin[i] * (fin[i] / p[i]).ln()).sum();
-            assert!((cell.forward_kl - kl).abs() < 1e-6, "{} pos {pos}", row.label);
+            assert!(
+                (cell.forward_kl - kl).abs() < 1e-6,
+                "{} pos {pos}",
+                row.label
+            );
             // log_prob_diff of {0} vs {1} is just z0 − z1: the normaliser cancels.
             assert!((cell.log_prob_diff.unwrap() - (z[0] - z[1])).abs() < 1e-5);
             // rank of token 2: how many of z0, z1 exceed z2.
@@ -154,7 +168,12 @@ fn kl_of_a_model_with_itself_is_zero() {
     let same = RefModel::random(2, 40, 12, 2, false);
     let c = compare(&[("a", &m), ("b", &same)], &TOKENS, &LensOptions::default()).unwrap();
     let pair = &c.pairs[0];
-    for cell in pair.points.iter().flat_map(|p| &p.cells).chain(&pair.output) {
+    for cell in pair
+        .points
+        .iter()
+        .flat_map(|p| &p.cells)
+        .chain(&pair.output)
+    {
         assert!(cell.kl_divergence.abs() < 1e-12);
         assert!(cell.js_divergence.abs() < 1e-12);
         assert!(cell.total_variation.abs() < 1e-12);
@@ -166,14 +185,31 @@ fn compare_base_finetune_compressed() {
     let base = RefModel::random(3, 48, 16, 3, true);
     let ft = base.perturbed(4, 0.5);
     let comp = base.perturbed(4, 0.1);
-    let opts = LensOptions { targets: vec![1, 7], contrast: Some(contrast()), top_k: 3, ..LensOptions::default() };
-    let models: [(&str, &dyn LensModel); 3] = [("base", &base), ("fine-tune", &ft), ("compressed", &comp)];
+    let opts = LensOptions {
+        targets: vec![1, 7],
+        contrast: Some(contrast()),
+        top_k: 3,
+        ..LensOptions::default()
+    };
+    let models: [(&str, &dyn LensModel); 3] =
+        [("base", &base), ("fine-tune", &ft), ("compressed", &comp)];
     let c = compare(&models, &TOKENS, &opts).unwrap();
     assert_eq!(c.models.len(), 3);
     assert_eq!(c.points.len(), 7);
     assert_eq!(c.positions, (0..6).collect::<Vec<_>>());
-    let names: Vec<(&str, &str)> = c.pairs.iter().map(|p| (p.a.as_str(), p.b.as_str())).collect();
-    assert_eq!(names, [("base", "fine-tune"), ("base", "compressed"), ("fine-tune", "compressed")]);
+    let names: Vec<(&str, &str)> = c
+        .pairs
+        .iter()
+        .map(|p| (p.a.as_str(), p.b.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("base", "fine-tune"),
+            ("base", "compressed"),
+            ("fine-tune", "compressed")
+        ]
+    );
     // The embeddings are untouched, so every model agrees there.
     for p in &c.pairs {
         for cell in &p.points[0].cells {
@@ -184,13 +220,24 @@ fn compare_base_finetune_compressed() {
     let mean_js = |p: &logit_lens::PairDivergence| {
         p.output.iter().map(|x| x.js_divergence).sum::<f64>() / p.output.len() as f64
     };
-    assert!(mean_js(c.pair("base", "fine-tune").unwrap()) > mean_js(c.pair("base", "compressed").unwrap()));
+    assert!(
+        mean_js(c.pair("base", "fine-tune").unwrap())
+            > mean_js(c.pair("base", "compressed").unwrap())
+    );
     // Curves at the last position, and pairwise divergences within bounds.
     assert_eq!(c.curves.position, 5);
     assert_eq!(c.curves.models.len(), 3);
     assert_eq!(c.curves.models[1].log_prob_diff.len(), 7);
-    assert!(c.curves.models.iter().all(|m| m.log_prob_diff.iter().all(|v| v.is_some())));
-    for p in c.pairs.iter().flat_map(|p| p.points.iter().flat_map(|r| &r.cells)) {
+    assert!(c
+        .curves
+        .models
+        .iter()
+        .all(|m| m.log_prob_diff.iter().all(|v| v.is_some())));
+    for p in c
+        .pairs
+        .iter()
+        .flat_map(|p| p.points.iter().flat_map(|r| &r.cells))
+    {
         assert!(p.js_divergence <= std::f64::consts::LN_2 && p.total_variation <= 1.0);
         assert!(p.kl_divergence >= 0.0);
     }
@@ -202,18 +249,58 @@ fn compare_base_finetune_compressed() {
 #[test]
 fn batching_and_position_selection_do_not_change_results() {
     let m = RefModel::random(5, 30, 8, 2, false);
-    let opts = LensOptions { contrast: Some(contrast()), targets: vec![4], ..LensOptions::default() };
+    let opts = LensOptions {
+        contrast: Some(contrast()),
+        targets: vec![4],
+        ..LensOptions::default()
+    };
     let full = run_lens("m", &m, &TOKENS, &opts).unwrap();
-    let one = run_lens("m", &m, &TOKENS, &LensOptions { batch_rows: 1, ..opts.clone() }).unwrap();
+    let one = run_lens(
+        "m",
+        &m,
+        &TOKENS,
+        &LensOptions {
+            batch_rows: 1,
+            ..opts.clone()
+        },
+    )
+    .unwrap();
     assert_eq!(full, one);
-    let last2 = run_lens("m", &m, &TOKENS, &LensOptions { positions: Positions::Last(2), ..opts.clone() }).unwrap();
+    let last2 = run_lens(
+        "m",
+        &m,
+        &TOKENS,
+        &LensOptions {
+            positions: Positions::Last(2),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
     assert_eq!(last2.positions, vec![4, 5]);
     for (a, b) in last2.points.iter().zip(&full.points) {
         assert_eq!(a.cells[..], b.cells[4..]);
     }
-    let list = run_lens("m", &m, &TOKENS, &LensOptions { positions: Positions::List(vec![3, 0]), ..opts.clone() }).unwrap();
+    let list = run_lens(
+        "m",
+        &m,
+        &TOKENS,
+        &LensOptions {
+            positions: Positions::List(vec![3, 0]),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
     assert_eq!(list.points[2].cells[1], full.points[2].cells[0]);
-    let posts = run_lens("m", &m, &TOKENS, &LensOptions { points: PointFilter::BlockOutputs, ..opts }).unwrap();
+    let posts = run_lens(
+        "m",
+        &m,
+        &TOKENS,
+        &LensOptions {
+            points: PointFilter::BlockOutputs,
+            ..opts
+        },
+    )
+    .unwrap();
     let labels: Vec<&str> = posts.points.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["embed", "L0.post", "L1.post"]);
     assert!(posts.last_point_max_abs_logit_diff.is_some());
@@ -223,18 +310,33 @@ fn batching_and_position_selection_do_not_change_results() {
 fn json_round_trip() {
     let base = RefModel::random(6, 20, 8, 1, true);
     let ft = base.perturbed(7, 0.3);
-    let opts = LensOptions { contrast: Some(contrast()), targets: vec![2], ..LensOptions::default() };
+    let opts = LensOptions {
+        contrast: Some(contrast()),
+        targets: vec![2],
+        ..LensOptions::default()
+    };
     let c = compare(&[("base", &base), ("ft", &ft)], &TOKENS[..3], &opts).unwrap();
     let json = c.to_json().unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["schema"], "deltaguard.logit-lens.v1");
-    assert_eq!(v["points"][1], serde_json::json!({"kind": "mid", "layer": 0}));
+    assert_eq!(
+        v["points"][1],
+        serde_json::json!({"kind": "mid", "layer": 0})
+    );
     for key in ["top", "entropy", "forward_kl", "targets", "log_prob_diff"] {
-        assert!(v["models"][0]["points"][0]["cells"][0].get(key).is_some(), "{key}");
+        assert!(
+            v["models"][0]["points"][0]["cells"][0].get(key).is_some(),
+            "{key}"
+        );
     }
-    assert!(v["models"][0]["points"][0]["cells"][0]["targets"][0].get("rank").is_some());
+    assert!(v["models"][0]["points"][0]["cells"][0]["targets"][0]
+        .get("rank")
+        .is_some());
     for key in ["kl_divergence", "js_divergence", "total_variation"] {
-        assert!(v["pairs"][0]["points"][0]["cells"][0].get(key).is_some(), "{key}");
+        assert!(
+            v["pairs"][0]["points"][0]["cells"][0].get(key).is_some(),
+            "{key}"
+        );
     }
     let back = Comparison::from_json(&json).unwrap();
     assert_eq!(back.models.len(), 2);
@@ -243,7 +345,11 @@ fn json_round_trip() {
     let path = dir.path().join("lens.json");
     c.write_json(&path).unwrap();
     assert!(Comparison::from_json(&std::fs::read_to_string(&path).unwrap()).is_ok());
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
     let bad = json.replace("deltaguard.logit-lens.v1", "other");
     assert!(Comparison::from_json(&bad).is_err());
 }
@@ -253,14 +359,38 @@ fn bad_inputs_are_refused() {
     let m = RefModel::random(8, 20, 8, 1, true);
     let other = RefModel::random(8, 21, 8, 1, true);
     let o = LensOptions::default();
-    assert!(matches!(run_lens("m", &m, &[], &o), Err(LensError::Input(_))));
-    assert!(matches!(run_lens("m", &m, &[20], &o), Err(LensError::Input(_))));
-    let bad_target = LensOptions { targets: vec![99], ..LensOptions::default() };
-    assert!(matches!(run_lens("m", &m, &[1], &bad_target), Err(LensError::Input(_))));
-    let bad_pos = LensOptions { positions: Positions::List(vec![5]), ..LensOptions::default() };
-    assert!(matches!(run_lens("m", &m, &[1, 2], &bad_pos), Err(LensError::Input(_))));
-    assert!(matches!(compare(&[("a", &m), ("b", &other)], &[1], &o), Err(LensError::Mismatch(_))));
-    assert!(matches!(compare(&[("a", &m), ("a", &m)], &[1], &o), Err(LensError::Input(_))));
+    assert!(matches!(
+        run_lens("m", &m, &[], &o),
+        Err(LensError::Input(_))
+    ));
+    assert!(matches!(
+        run_lens("m", &m, &[20], &o),
+        Err(LensError::Input(_))
+    ));
+    let bad_target = LensOptions {
+        targets: vec![99],
+        ..LensOptions::default()
+    };
+    assert!(matches!(
+        run_lens("m", &m, &[1], &bad_target),
+        Err(LensError::Input(_))
+    ));
+    let bad_pos = LensOptions {
+        positions: Positions::List(vec![5]),
+        ..LensOptions::default()
+    };
+    assert!(matches!(
+        run_lens("m", &m, &[1, 2], &bad_pos),
+        Err(LensError::Input(_))
+    ));
+    assert!(matches!(
+        compare(&[("a", &m), ("b", &other)], &[1], &o),
+        Err(LensError::Mismatch(_))
+    ));
+    assert!(matches!(
+        compare(&[("a", &m), ("a", &m)], &[1], &o),
+        Err(LensError::Input(_))
+    ));
 }
 
 #[test]
@@ -293,7 +423,10 @@ fn malformed_traces_are_refused() {
         }
     }
     let o = LensOptions::default();
-    for (k, want) in ["Shape", "Shape", "Shape", "NonFinite", "Model"].iter().enumerate() {
+    for (k, want) in ["Shape", "Shape", "Shape", "NonFinite", "Model"]
+        .iter()
+        .enumerate()
+    {
         let e = run_lens("b", &Broken(k), &[0, 1], &o).unwrap_err();
         assert!(format!("{e:?}").starts_with(want), "case {k}: {e:?}");
     }
@@ -305,7 +438,11 @@ fn refusal_contrast_through_a_tokenizer_closure() {
     let vocab = ["I", "▁I", "Sorry", "▁Sure", "Here", "▁Here", "x"];
     let resolve = |w: &str| -> Vec<u32> {
         let piece = w.replace(' ', "▁");
-        vocab.iter().position(|v| *v == piece).map(|i| vec![i as u32]).unwrap_or_default()
+        vocab
+            .iter()
+            .position(|v| *v == piece)
+            .map(|i| vec![i as u32])
+            .unwrap_or_default()
     };
     let c = TokenContrast::refusal_vs_compliance(&resolve).unwrap();
     assert_eq!(c.target.ids, vec![0, 1, 2]);

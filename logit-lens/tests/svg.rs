@@ -30,12 +30,16 @@ fn comparison() -> logit_lens::Comparison {
     let comp = base.perturbed(12, 0.15);
     let opts = LensOptions {
         contrast: Some(
-            TokenContrast::new(TokenSet::from_ids("refusal", [0, 1]), TokenSet::from_ids("compliance", [2, 3]))
-                .unwrap(),
+            TokenContrast::new(
+                TokenSet::from_ids("refusal", [0, 1]),
+                TokenSet::from_ids("compliance", [2, 3]),
+            )
+            .unwrap(),
         ),
         ..LensOptions::default()
     };
-    let models: [(&str, &dyn LensModel); 3] = [("base", &base), ("fine-tune", &ft), ("compressed", &comp)];
+    let models: [(&str, &dyn LensModel); 3] =
+        [("base", &base), ("fine-tune", &ft), ("compressed", &comp)];
     // Input includes the awkward token strings (ids 0..6).
     compare(&models, &[0, 1, 2, 3, 4, 5, 9], &opts).unwrap()
 }
@@ -43,9 +47,15 @@ fn comparison() -> logit_lens::Comparison {
 #[test]
 fn heatmap_is_valid_xml_with_one_cell_per_layer_and_position() {
     let c = comparison();
-    for color in [CellColor::TopProbability, CellColor::Entropy, CellColor::ForwardKl] {
+    for color in [
+        CellColor::TopProbability,
+        CellColor::Entropy,
+        CellColor::ForwardKl,
+    ] {
         let r = &c.models[1];
-        let svg = Heatmap::from_report(r, color).to_svg(&HeatmapOptions::default()).unwrap();
+        let svg = Heatmap::from_report(r, color)
+            .to_svg(&HeatmapOptions::default())
+            .unwrap();
         let doc = parse(&svg);
         let (rows, cols) = (r.points.len(), r.positions.len());
         assert_eq!((rows, cols), (7, 7));
@@ -73,7 +83,9 @@ fn heatmap_is_valid_xml_with_one_cell_per_layer_and_position() {
         assert!(t.contains(&"3: it's".to_string()));
         assert!(t.contains(&"4: ␣space".to_string()));
         assert!(t.contains(&"5: \\n".to_string()));
-        assert!(svg.contains("&lt;b&gt;") && svg.contains("a&amp;b") && svg.contains("&quot;q&quot;"));
+        assert!(
+            svg.contains("&lt;b&gt;") && svg.contains("a&amp;b") && svg.contains("&quot;q&quot;")
+        );
     }
 }
 
@@ -139,9 +151,15 @@ fn files_are_written_atomically() {
     Heatmap::from_report(&c.models[0], CellColor::Entropy)
         .write_svg(&hm, &HeatmapOptions::default())
         .unwrap();
-    CurveChart::log_prob_diff(&c, 6).unwrap().write_svg(&cv, &CurveOptions::default()).unwrap();
+    CurveChart::log_prob_diff(&c, 6)
+        .unwrap()
+        .write_svg(&cv, &CurveOptions::default())
+        .unwrap();
     parse(&std::fs::read_to_string(&hm).unwrap());
     parse(&std::fs::read_to_string(&cv).unwrap());
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }

@@ -97,6 +97,6 @@ pub use report::{rescore, AggregateReport, RescoreSummary, RunMeta};
 pub use split::TopicSplit;
 pub use suite::{EvalItem, EvalSuite, Group, SuiteKind};
 pub use utility::{
-    evaluate_multiple_choice, evaluate_perplexity, run_utility, utility_loss, McReport,
-    PerplexityReport, UtilityReport,
+    builtin_utility_inputs, evaluate_multiple_choice, evaluate_perplexity, run_utility,
+    utility_loss, McReport, PerplexityReport, UtilityReport,
 };

@@ -232,6 +232,12 @@ pub fn heldout_texts(seed: u64) -> Vec<String> {
         .collect()
 }
 
+/// The built-in utility inputs: every built-in multiple-choice question and
+/// [`heldout_texts`] for `seed` (what `--suite utility` evaluates).
+pub fn builtin_utility_inputs(seed: u64) -> (Vec<MultipleChoice>, Vec<String>) {
+    (crate::data::multiple_choice(), heldout_texts(seed))
+}
+
 /// Relative utility loss of `value` against `reference` (the uncompressed
 /// fine-tune), positive when worse: `(ref − value)/ref` for metrics where
 /// higher is better (accuracy), `(value − ref)/ref` where lower is better

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod compress;
+pub mod convert;
 pub mod generate;
 pub mod input;
 pub mod inspect;

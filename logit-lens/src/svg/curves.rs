@@ -5,7 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::FontTransform;
 
-use super::{display_token, plot_err, PALETTE};
+use super::{clean_label, display_token, plot_err, PALETTE};
 use crate::compare::{Comparison, Divergence};
 use crate::error::{LensError, Result};
 use crate::report::write_file_atomic;
@@ -54,7 +54,10 @@ pub struct CurveChart {
 }
 
 fn position_note(c: &Comparison, position: usize) -> String {
-    let tok = c.tokens.get(position).map_or(String::new(), |t| display_token(&t.text, 16));
+    let tok = c
+        .tokens
+        .get(position)
+        .map_or(String::new(), |t| display_token(&t.text, 16));
     format!("position {position} ({tok}), predicting the next token")
 }
 
@@ -64,9 +67,10 @@ impl CurveChart {
     /// refusal failing in a fine-tune and recovering under compression.
     pub fn log_prob_diff(c: &Comparison, position: usize) -> Result<CurveChart> {
         let curves = c.curves_at(position)?;
-        let contrast = c.options.contrast.as_ref().ok_or_else(|| {
-            LensError::Input("log_prob_diff needs LensOptions::contrast".into())
-        })?;
+        let contrast =
+            c.options.contrast.as_ref().ok_or_else(|| {
+                LensError::Input("log_prob_diff needs LensOptions::contrast".into())
+            })?;
         Ok(CurveChart {
             title: format!("log_prob_diff over depth — {}", position_note(c, position)),
             x_labels: curves.points,
@@ -108,7 +112,11 @@ impl CurveChart {
                 let other = if p.a == reference { &p.b } else { &p.a };
                 CurveSeries {
                     name: format!("{reference} vs {other}"),
-                    values: p.points.iter().map(|r| Some(div.of(&r.cells[col]))).collect(),
+                    values: p
+                        .points
+                        .iter()
+                        .map(|r| Some(div.of(&r.cells[col])))
+                        .collect(),
                 }
             })
             .collect();
@@ -136,7 +144,11 @@ impl CurveChart {
         let pad = ((hi - lo) * 0.08).max(0.05);
         lo -= pad;
         hi += pad;
-        let labels = &self.x_labels;
+        let labels: Vec<String> = self
+            .x_labels
+            .iter()
+            .map(|l| clean_label(l, 0, false))
+            .collect();
         let fmt_x = |v: &f64| {
             let i = v.round();
             if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
@@ -149,10 +161,15 @@ impl CurveChart {
 
         let mut buf = String::new();
         {
-            let root = SVGBackend::with_string(&mut buf, (opts.width.max(200), opts.height.max(150)))
-                .into_drawing_area();
+            let root =
+                SVGBackend::with_string(&mut buf, (opts.width.max(200), opts.height.max(150)))
+                    .into_drawing_area();
             root.fill(&WHITE).map_err(plot_err)?;
-            let title = opts.title.clone().unwrap_or_else(|| self.title.clone());
+            let title = clean_label(
+                &opts.title.clone().unwrap_or_else(|| self.title.clone()),
+                0,
+                false,
+            );
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 16))
                 .margin(12)
@@ -169,7 +186,7 @@ impl CurveChart {
                         .into_font()
                         .transform(FontTransform::Rotate90),
                 )
-                .y_desc(self.y_label.clone())
+                .y_desc(clean_label(&self.y_label, 0, false))
                 .x_desc("probe point")
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
@@ -207,9 +224,11 @@ impl CurveChart {
                         .draw_series(LineSeries::new(seg, style))
                         .map_err(plot_err)?;
                     if !labelled {
-                        drawn.label(s.name.clone()).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                        });
+                        drawn
+                            .label(clean_label(&s.name, 0, false))
+                            .legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                            });
                         labelled = true;
                     }
                 }

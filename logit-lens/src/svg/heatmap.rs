@@ -111,7 +111,10 @@ impl Heatmap {
         let (statistic, scale) = match color {
             CellColor::TopProbability => ("top-1 probability", (0.0, 1.0)),
             CellColor::Entropy => ("entropy (nats)", (0.0, max_or(&values, 1e-6))),
-            CellColor::ForwardKl => ("forward_kl = KL(final ‖ lens) (nats)", (0.0, max_or(&values, 1e-6))),
+            CellColor::ForwardKl => (
+                "forward_kl = KL(final ‖ lens) (nats)",
+                (0.0, max_or(&values, 1e-6)),
+            ),
         };
         Heatmap {
             title: format!("logit lens — {} — colour: {statistic}", report.model),
@@ -174,9 +177,14 @@ impl Heatmap {
             return Err(LensError::Input("empty heatmap".into()));
         }
         if self.values.len() != rows || self.values.iter().any(|r| r.len() != cols) {
-            return Err(LensError::Shape("heatmap values do not match its labels".into()));
+            return Err(LensError::Shape(
+                "heatmap values do not match its labels".into(),
+            ));
         }
-        let (cw, ch) = (opts.cell_width.max(8) as i32, opts.cell_height.max(8) as i32);
+        let (cw, ch) = (
+            opts.cell_width.max(8) as i32,
+            opts.cell_height.max(8) as i32,
+        );
         let max_chars = opts.max_label_chars.max(1);
         let (lo, hi) = opts.scale.unwrap_or(self.scale);
         let span = if hi > lo { hi - lo } else { 1.0 };
@@ -187,8 +195,17 @@ impl Heatmap {
             .iter()
             .map(|l| clean_label(l, max_chars + 6, false))
             .collect();
-        let longest_row = self.row_labels.iter().map(|l| l.chars().count()).max().unwrap_or(4);
-        let longest_col = col_labels.iter().map(|l| l.chars().count()).max().unwrap_or(4);
+        let longest_row = self
+            .row_labels
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(4);
+        let longest_col = col_labels
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(4);
         let left = 20 + char_w * longest_row as i32;
         let top = 44;
         let bottom = 36 + char_w * longest_col as i32;
@@ -199,8 +216,8 @@ impl Heatmap {
 
         let mut buf = String::new();
         {
-            let root =
-                SVGBackend::with_string(&mut buf, (width as u32, height as u32)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut buf, (width as u32, height as u32))
+                .into_drawing_area();
             let white = ShapeStyle::from(&WHITE).filled();
             root.draw(&Polygon::new(
                 vec![(0, 0), (width, 0), (width, height), (0, height)],
@@ -208,7 +225,11 @@ impl Heatmap {
             ))
             .map_err(plot_err)?;
 
-            let title = clean_label(&opts.title.clone().unwrap_or_else(|| self.title.clone()), 0, false);
+            let title = clean_label(
+                &opts.title.clone().unwrap_or_else(|| self.title.clone()),
+                0,
+                false,
+            );
             let title_style = ("sans-serif", 16)
                 .into_font()
                 .color(&BLACK)
@@ -256,8 +277,12 @@ impl Heatmap {
                     .color(&BLACK)
                     .transform(FontTransform::Rotate90)
                     .pos(Pos::new(HPos::Left, VPos::Center));
-                root.draw(&Text::new(label, (left + c as i32 * cw + cw / 2, top + gh + 6), style))
-                    .map_err(plot_err)?;
+                root.draw(&Text::new(
+                    label,
+                    (left + c as i32 * cw + cw / 2, top + gh + 6),
+                    style,
+                ))
+                .map_err(plot_err)?;
             }
             let axis = ("sans-serif", 13).into_font().color(&BLACK);
             root.draw(&Text::new(
@@ -277,7 +302,12 @@ impl Heatmap {
                 let yb = top + gh - (((s + 1) as f64 / steps as f64) * gh as f64).round() as i32;
                 let fill = viridis(t0 + 0.5 / steps as f64);
                 root.draw(&Polygon::new(
-                    vec![(bar_x, ya), (bar_x + bar_w, ya), (bar_x + bar_w, yb), (bar_x, yb)],
+                    vec![
+                        (bar_x, ya),
+                        (bar_x + bar_w, ya),
+                        (bar_x + bar_w, yb),
+                        (bar_x, yb),
+                    ],
                     ShapeStyle::from(&fill).filled(),
                 ))
                 .map_err(plot_err)?;
@@ -288,8 +318,12 @@ impl Heatmap {
                 .pos(Pos::new(HPos::Left, VPos::Center));
             for (frac, v) in [(0.0, lo), (0.5, lo + 0.5 * (hi - lo)), (1.0, hi)] {
                 let y = top + gh - (frac * gh as f64).round() as i32;
-                root.draw(&Text::new(fmt_num(v), (bar_x + bar_w + 4, y), small.clone()))
-                    .map_err(plot_err)?;
+                root.draw(&Text::new(
+                    fmt_num(v),
+                    (bar_x + bar_w + 4, y),
+                    small.clone(),
+                ))
+                .map_err(plot_err)?;
             }
             let bar_title = ("sans-serif", 11)
                 .into_font()

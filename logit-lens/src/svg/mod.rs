@@ -46,7 +46,7 @@ pub(crate) fn clean_label(text: &str, max_chars: usize, mark_spaces: bool) -> St
         }
     }
     if out.is_empty() {
-        out.push_str("∅");
+        out.push('∅');
     }
     let n = out.chars().count();
     if max_chars > 0 && n > max_chars {

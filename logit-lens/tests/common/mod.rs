@@ -12,16 +12,18 @@ use rand_chacha::ChaCha8Rng;
 pub struct RefModel {
     pub vocab: usize,
     pub d: usize,
-    pub embed: Vec<f32>,        // vocab × d
+    pub embed: Vec<f32>,           // vocab × d
     pub unembed: Option<Vec<f32>>, // vocab × d; None = tied to `embed`
-    pub norm: Vec<f32>,         // final RMSNorm weight
+    pub norm: Vec<f32>,            // final RMSNorm weight
     pub eps: f32,
     pub blocks: Vec<(Vec<f32>, Vec<f32>)>, // (attention d×d, mlp d×d)
     pub texts: Vec<String>,
 }
 
 fn randn(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-1.0f32..1.0) * scale).collect()
+    (0..n)
+        .map(|_| rng.random_range(-1.0f32..1.0) * scale)
+        .collect()
 }
 
 pub fn rms_norm(h: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
@@ -33,7 +35,13 @@ pub fn rms_norm(h: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 fn matvec(w: &[f32], x: &[f32], rows: usize) -> Vec<f32> {
     let d = x.len();
     (0..rows)
-        .map(|r| w[r * d..(r + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum())
+        .map(|r| {
+            w[r * d..(r + 1) * d]
+                .iter()
+                .zip(x)
+                .map(|(a, b)| a * b)
+                .sum()
+        })
         .collect()
 }
 
@@ -54,7 +62,16 @@ impl RefModel {
                 texts[i] = s.to_string();
             }
         }
-        RefModel { vocab, d, embed, unembed, norm, eps: 1e-5, blocks, texts }
+        RefModel {
+            vocab,
+            d,
+            embed,
+            unembed,
+            norm,
+            eps: 1e-5,
+            blocks,
+            texts,
+        }
     }
 
     /// Same architecture with every weight perturbed (a "fine-tune").
@@ -89,7 +106,8 @@ impl RefModel {
         let u = self.unembedding();
         let mut out = Vec::with_capacity(hidden.len() / self.d * self.vocab);
         for h in hidden.chunks(self.d) {
-            let ms: f64 = h.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / self.d as f64;
+            let ms: f64 =
+                h.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / self.d as f64;
             let inv = 1.0 / (ms + f64::from(self.eps)).sqrt();
             for v in 0..self.vocab {
                 let row = &u[v * self.d..(v + 1) * self.d];
@@ -118,9 +136,16 @@ impl LensModel for RefModel {
         let ones = vec![1.0f32; d];
         let mut h: Vec<f32> = tokens
             .iter()
-            .flat_map(|&t| self.embed[t as usize * d..(t as usize + 1) * d].iter().copied())
+            .flat_map(|&t| {
+                self.embed[t as usize * d..(t as usize + 1) * d]
+                    .iter()
+                    .copied()
+            })
             .collect();
-        let mut points = vec![ProbeHidden { point: ProbePoint::Embedding, hidden: h.clone() }];
+        let mut points = vec![ProbeHidden {
+            point: ProbePoint::Embedding,
+            hidden: h.clone(),
+        }];
         for (layer, (wa, wm)) in self.blocks.iter().enumerate() {
             // "Attention": causal mean of the normed inputs, projected, tanh.
             let normed: Vec<Vec<f32>> = h.chunks(d).map(|r| rms_norm(r, &ones, self.eps)).collect();
@@ -137,7 +162,10 @@ impl LensModel for RefModel {
                     *o += x.tanh();
                 }
             }
-            points.push(ProbeHidden { point: ProbePoint::Mid { layer }, hidden: mid.clone() });
+            points.push(ProbeHidden {
+                point: ProbePoint::Mid { layer },
+                hidden: mid.clone(),
+            });
             // "MLP": ReLU of a projection of the normed row.
             let mut post = mid.clone();
             for t in 0..n {
@@ -147,11 +175,18 @@ impl LensModel for RefModel {
                     *o += y.max(0.0);
                 }
             }
-            points.push(ProbeHidden { point: ProbePoint::Post { layer }, hidden: post.clone() });
+            points.push(ProbeHidden {
+                point: ProbePoint::Post { layer },
+                hidden: post.clone(),
+            });
             h = post;
         }
         let logits = self.final_logits(&h);
-        Ok(ForwardTrace { n_positions: n, points, logits })
+        Ok(ForwardTrace {
+            n_positions: n,
+            points,
+            logits,
+        })
     }
     fn decode(&self, hidden: &[f32], n: usize) -> logit_lens::Result<Vec<f32>> {
         assert_eq!(hidden.len(), n * self.d);

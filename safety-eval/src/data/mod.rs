@@ -5,7 +5,7 @@
 //! | set | size | unit of split |
 //! |---|---|---|
 //! | [`harmful`] | 150 instructions = 50 topics × 3 wordings, 10 categories | topic |
-//! | [`benign`] | 159 instructions = 53 topics × 3 wordings, 11 categories | topic |
+//! | [`benign`] | 159 instructions = 53 topics × 3 wordings, 10 categories (one is the single entity `eiffel`) | topic |
 //! | [`multiple_choice`] | 160 questions (100 written, 60 generated arithmetic) | — |
 //!
 //! Compliant answers never contain harmful content: they open with a
