@@ -25,6 +25,7 @@ pub use llama_model;
 pub use logit_lens;
 pub use safety_eval;
 
+pub mod adapters;
 pub mod backend;
 pub mod model_io;
 pub mod progress;

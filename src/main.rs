@@ -12,7 +12,8 @@ mod cli;
 /// `compress` turns a fine-tune into a small delta file, `apply` rebuilds a
 /// full model from base + delta, `inspect` shows what a delta file holds.
 /// `logits` and `generate` run a model (HF directory or GGUF, optionally with a
-/// delta applied); `convert` turns a GGUF file into a HF directory.
+/// delta applied); `convert` turns a GGUF file into a HF directory. `eval` runs
+/// a safety or utility suite on a model; `score` re-scores saved generations.
 #[derive(Parser)]
 #[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -28,6 +29,8 @@ enum Command {
     Convert(cli::convert::Args),
     Logits(cli::logits::Args),
     Generate(cli::generate::Args),
+    Eval(cli::eval::Args),
+    Score(cli::score::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => cli::convert::run(a),
         Command::Logits(a) => cli::logits::run(a),
         Command::Generate(a) => cli::generate::run(a),
+        Command::Eval(a) => cli::eval::run(a),
+        Command::Score(a) => cli::score::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::run_engine;
 use crate::error::{LensError, Result};
 use crate::model::{LensModel, ProbePoint};
-use crate::probe::{run_engine, LensOptions, LensReport, TokenLabel};
+use crate::probe::{LensOptions, LensReport, TokenLabel};
 
 /// Identifier of the JSON layout written by [`Comparison::to_json`].
 pub const SCHEMA: &str = "deltaguard.logit-lens.v1";

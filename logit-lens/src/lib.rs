@@ -96,6 +96,7 @@
 
 pub mod compare;
 pub mod contrast;
+mod engine;
 pub mod error;
 pub mod model;
 pub mod probe;

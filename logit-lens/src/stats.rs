@@ -37,20 +37,105 @@ fn log_add_exp(a: f64, b: f64) -> f64 {
     hi + (lo - hi).exp().ln_1p()
 }
 
-/// Shannon entropy `H(p) = −Σ p_i log p_i` in nats (0 ≤ H ≤ ln V).
-pub fn entropy(logp: &[f64]) -> f64 {
-    let h: f64 = logp
+/// A distribution with its log-probabilities and probabilities, so that
+/// several statistics of it share one pass of `exp`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dist {
+    /// Natural log-probabilities.
+    pub logp: Vec<f64>,
+    /// Probabilities, `exp(logp)`.
+    pub p: Vec<f64>,
+}
+
+impl Dist {
+    /// `softmax(logits)` (see [`log_softmax`]).
+    pub fn from_logits(logits: &[f32]) -> Self {
+        Dist::from_log_probs(log_softmax(logits))
+    }
+
+    /// From log-probabilities.
+    pub fn from_log_probs(logp: Vec<f64>) -> Self {
+        let p = logp.iter().map(|x| x.exp()).collect();
+        Dist { logp, p }
+    }
+
+    /// [`entropy`] of this distribution.
+    pub fn entropy(&self) -> f64 {
+        entropy_core(&self.p, &self.logp)
+    }
+
+    /// [`kl_divergence`]`(self ‖ other)`.
+    pub fn kl(&self, other: &Dist) -> f64 {
+        kl_core(&self.p, &self.logp, &other.logp)
+    }
+
+    /// [`js_divergence`] of the two.
+    pub fn js(&self, other: &Dist) -> f64 {
+        js_core(&self.p, &self.logp, &other.p, &other.logp)
+    }
+
+    /// [`total_variation`] of the two.
+    pub fn tv(&self, other: &Dist) -> f64 {
+        tv_core(&self.p, &other.p)
+    }
+}
+
+fn exp_all(logp: &[f64]) -> Vec<f64> {
+    logp.iter().map(|x| x.exp()).collect()
+}
+
+fn entropy_core(p: &[f64], logp: &[f64]) -> f64 {
+    let h: f64 = p
         .iter()
-        .map(|&lp| {
-            let p = lp.exp();
-            if p > 0.0 {
-                -p * lp
-            } else {
-                0.0
-            }
-        })
+        .zip(logp)
+        .map(|(&p, &lp)| if p > 0.0 { -p * lp } else { 0.0 })
         .sum();
     h.max(0.0)
+}
+
+fn kl_core(p: &[f64], logp: &[f64], logq: &[f64]) -> f64 {
+    debug_assert_eq!(logp.len(), logq.len());
+    let kl: f64 = p
+        .iter()
+        .zip(logp)
+        .zip(logq)
+        .map(|((&p, &lp), &lq)| if p > 0.0 { p * (lp - lq) } else { 0.0 })
+        .sum();
+    kl.max(0.0)
+}
+
+fn js_core(p: &[f64], logp: &[f64], q: &[f64], logq: &[f64]) -> f64 {
+    debug_assert_eq!(logp.len(), logq.len());
+    let mut js = 0.0;
+    for i in 0..p.len() {
+        let (pi, qi) = (p[i], q[i]);
+        let m = 0.5 * (pi + qi);
+        if m > 0.0 {
+            let logm = if m.is_normal() {
+                m.ln()
+            } else {
+                log_add_exp(logp[i], logq[i]) - LN_2
+            };
+            if pi > 0.0 {
+                js += 0.5 * pi * (logp[i] - logm);
+            }
+            if qi > 0.0 {
+                js += 0.5 * qi * (logq[i] - logm);
+            }
+        }
+    }
+    js.clamp(0.0, LN_2)
+}
+
+fn tv_core(p: &[f64], q: &[f64]) -> f64 {
+    debug_assert_eq!(p.len(), q.len());
+    let tv: f64 = p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum();
+    (0.5 * tv).clamp(0.0, 1.0)
+}
+
+/// Shannon entropy `H(p) = −Σ p_i log p_i` in nats (0 ≤ H ≤ ln V).
+pub fn entropy(logp: &[f64]) -> f64 {
+    entropy_core(&exp_all(logp), logp)
 }
 
 /// `KL(p ‖ q) = Σ p_i (log p_i − log q_i)` in nats, clamped at 0 against
@@ -59,49 +144,18 @@ pub fn entropy(logp: &[f64]) -> f64 {
 /// As `forward_kl` the lens reports `KL(final ‖ lens)`: `p` is the model's own
 /// output distribution and `q` the lens distribution at a probe point.
 pub fn kl_divergence(logp: &[f64], logq: &[f64]) -> f64 {
-    debug_assert_eq!(logp.len(), logq.len());
-    let kl: f64 = logp
-        .iter()
-        .zip(logq)
-        .map(|(&lp, &lq)| {
-            let p = lp.exp();
-            if p > 0.0 {
-                p * (lp - lq)
-            } else {
-                0.0
-            }
-        })
-        .sum();
-    kl.max(0.0)
+    kl_core(&exp_all(logp), logp, logq)
 }
 
 /// Jensen–Shannon divergence `½ KL(p ‖ m) + ½ KL(q ‖ m)` with `m = ½ (p + q)`,
 /// in nats: symmetric and in `[0, ln 2]` (clamped against rounding).
 pub fn js_divergence(logp: &[f64], logq: &[f64]) -> f64 {
-    debug_assert_eq!(logp.len(), logq.len());
-    let js: f64 = logp
-        .iter()
-        .zip(logq)
-        .map(|(&lp, &lq)| {
-            let logm = log_add_exp(lp, lq) - LN_2;
-            let (p, q) = (lp.exp(), lq.exp());
-            let a = if p > 0.0 { p * (lp - logm) } else { 0.0 };
-            let b = if q > 0.0 { q * (lq - logm) } else { 0.0 };
-            0.5 * (a + b)
-        })
-        .sum();
-    js.clamp(0.0, LN_2)
+    js_core(&exp_all(logp), logp, &exp_all(logq), logq)
 }
 
 /// Total variation distance `½ Σ |p_i − q_i|`, in `[0, 1]`.
 pub fn total_variation(logp: &[f64], logq: &[f64]) -> f64 {
-    debug_assert_eq!(logp.len(), logq.len());
-    let tv: f64 = logp
-        .iter()
-        .zip(logq)
-        .map(|(&lp, &lq)| (lp.exp() - lq.exp()).abs())
-        .sum();
-    (0.5 * tv).clamp(0.0, 1.0)
+    tv_core(&exp_all(logp), &exp_all(logq))
 }
 
 /// 0-based rank of token `id`: the number of tokens with a strictly larger

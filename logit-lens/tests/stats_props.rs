@@ -1,6 +1,8 @@
 //! Property tests of the divergences.
 
-use logit_lens::stats::{entropy, js_divergence, kl_divergence, log_softmax, total_variation};
+use logit_lens::stats::{
+    entropy, js_divergence, kl_divergence, log_softmax, total_variation, Dist,
+};
 use proptest::prelude::*;
 
 fn logits(n: usize) -> impl Strategy<Value = Vec<f32>> {
@@ -45,5 +47,15 @@ proptest! {
         prop_assert!((s - 1.0).abs() < 1e-9);
         let h = entropy(&p);
         prop_assert!(h >= 0.0 && h <= (a.len() as f64).ln() + 1e-9);
+    }
+
+    #[test]
+    fn dist_methods_match_the_functions((a, b) in pair()) {
+        let (p, q) = (log_softmax(&a), log_softmax(&b));
+        let (dp, dq) = (Dist::from_logits(&a), Dist::from_logits(&b));
+        prop_assert_eq!(dp.entropy(), entropy(&p));
+        prop_assert_eq!(dp.kl(&dq), kl_divergence(&p, &q));
+        prop_assert_eq!(dp.js(&dq), js_divergence(&p, &q));
+        prop_assert_eq!(dp.tv(&dq), total_variation(&p, &q));
     }
 }

@@ -3,10 +3,12 @@
 pub mod apply;
 pub mod compress;
 pub mod convert;
+pub mod eval;
 pub mod generate;
 pub mod input;
 pub mod inspect;
 pub mod logits;
+pub mod score;
 
 /// What every subcommand returns.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
 use super::{clean_label, display_token, plot_err, PALETTE};
@@ -149,14 +150,6 @@ impl CurveChart {
             .iter()
             .map(|l| clean_label(l, 0, false))
             .collect();
-        let fmt_x = |v: &f64| {
-            let i = v.round();
-            if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                labels[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
         let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32;
 
         let mut buf = String::new();
@@ -173,21 +166,17 @@ impl CurveChart {
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 16))
                 .margin(12)
-                .x_label_area_size(20 + 7 * longest)
+                .x_label_area_size(36 + 7 * longest)
                 .y_label_area_size(64)
                 .build_cartesian_2d(-0.3f64..(n as f64 - 0.7), lo..hi)
                 .map_err(plot_err)?;
             chart
                 .configure_mesh()
-                .x_labels(n)
-                .x_label_formatter(&fmt_x)
-                .x_label_style(
-                    ("sans-serif", 11)
-                        .into_font()
-                        .transform(FontTransform::Rotate90),
-                )
+                .x_labels(n.min(80))
+                // Probe point labels are drawn below, rotated and left-anchored
+                // (plotters centres rotated tick labels on the axis).
+                .x_label_formatter(&|_| String::new())
                 .y_desc(clean_label(&self.y_label, 0, false))
-                .x_desc("probe point")
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(plot_err)?;
@@ -233,6 +222,27 @@ impl CurveChart {
                     }
                 }
             }
+            let tick_style = ("sans-serif", 11)
+                .into_font()
+                .color(&BLACK)
+                .transform(FontTransform::Rotate90)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            for (i, label) in labels.iter().enumerate() {
+                let (px, py) = chart.backend_coord(&(i as f64, lo));
+                root.draw(&Text::new(label.clone(), (px, py + 6), tick_style.clone()))
+                    .map_err(plot_err)?;
+            }
+            let (_, bottom) = root.dim_in_pixel();
+            let (x_mid, _) = chart.backend_coord(&((n as f64 - 1.0) / 2.0, lo));
+            root.draw(&Text::new(
+                "probe point".to_string(),
+                (x_mid, bottom as i32 - 10),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            ))
+            .map_err(plot_err)?;
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperLeft)

@@ -332,7 +332,7 @@ impl Heatmap {
                 .pos(Pos::new(HPos::Center, VPos::Center));
             root.draw(&Text::new(
                 self.statistic.clone(),
-                (bar_x + bar_w + 70, top + gh / 2),
+                (bar_x + bar_w + 56, top + gh / 2),
                 bar_title,
             ))
             .map_err(plot_err)?;
