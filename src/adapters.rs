@@ -157,3 +157,75 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
         Ok(out)
     }
 }
+
+/// A loaded Llama as a [`logit_lens::LensModel`]: probe points are the
+/// embedding output, and for every block the residual stream after attention
+/// (`mid`) and after the block (`post`); decoding is the model's own final
+/// RMSNorm and unembedding (tied or untied), run on the backend.
+pub struct LlamaLens<'a, B: Backend> {
+    pub loaded: &'a LoadedModel<B>,
+}
+
+fn host<const D: usize, B: Backend>(t: Tensor<B, D>) -> Result<Vec<f32>, logit_lens::LensError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| logit_lens::LensError::model(format!("{e:?}")))
+}
+
+impl<B: Backend> logit_lens::LensModel for LlamaLens<'_, B> {
+    fn hidden_size(&self) -> usize {
+        self.loaded.model.config().hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.loaded.model.config().vocab_size
+    }
+
+    fn trace(&self, tokens: &[u32]) -> logit_lens::Result<logit_lens::ForwardTrace> {
+        use logit_lens::{ProbeHidden, ProbePoint};
+        let device = self.loaded.model.device();
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
+        let out = self.loaded.model.forward_with(
+            input,
+            ForwardOptions { attention_mask: None, capture_hidden: true, logits: LogitsMode::All },
+            None,
+        );
+        let hidden = out.hidden.ok_or_else(|| logit_lens::LensError::model("no hidden states captured"))?;
+        let mut points = Vec::with_capacity(1 + 2 * hidden.layers.len());
+        for (i, layer) in hidden.layers.into_iter().enumerate() {
+            if i == 0 {
+                points.push(ProbeHidden { point: ProbePoint::Embedding, hidden: host(layer.pre)? });
+            }
+            points.push(ProbeHidden { point: ProbePoint::Mid { layer: i }, hidden: host(layer.mid)? });
+            points.push(ProbeHidden { point: ProbePoint::Post { layer: i }, hidden: host(layer.post)? });
+        }
+        Ok(logit_lens::ForwardTrace { n_positions: tokens.len(), points, logits: host(out.logits)? })
+    }
+
+    fn decode(&self, hidden: &[f32], n: usize) -> logit_lens::Result<Vec<f32>> {
+        let d = self.hidden_size();
+        let device = self.loaded.model.device();
+        let h = Tensor::<B, 3>::from_data(TensorData::new(hidden.to_vec(), [1, n, d]), &device);
+        host(self.loaded.model.unembed(self.loaded.model.final_norm(h)))
+    }
+
+    fn token_text(&self, id: u32) -> String {
+        self.loaded.tokenizer.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"))
+    }
+}
+
+impl<B: Backend> LlamaLens<'_, B> {
+    /// Candidate first-token ids of a word (as written), for token sets such
+    /// as refusal vs compliance openers.
+    pub fn first_token(&self, word: &str) -> Vec<u32> {
+        self.loaded
+            .tokenizer
+            .encode(word, false)
+            .ok()
+            .and_then(|ids| ids.first().copied())
+            .into_iter()
+            .collect()
+    }
+}

@@ -13,7 +13,8 @@ mod cli;
 /// full model from base + delta, `inspect` shows what a delta file holds.
 /// `logits` and `generate` run a model (HF directory or GGUF, optionally with a
 /// delta applied); `convert` turns a GGUF file into a HF directory. `eval` runs
-/// a safety or utility suite on a model; `score` re-scores saved generations.
+/// a safety or utility suite on a model; `score` re-scores saved generations;
+/// `lens` shows layer by layer where models differ (a logit lens).
 #[derive(Parser)]
 #[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -31,6 +32,7 @@ enum Command {
     Generate(cli::generate::Args),
     Eval(cli::eval::Args),
     Score(cli::score::Args),
+    Lens(cli::lens::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => cli::generate::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Score(a) => cli::score::run(a),
+        Command::Lens(a) => cli::lens::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,7 +38,7 @@
 //!
 //! ## Files and sizes
 //!
-//! [`file`] writes and reads one `.safetensors` file with every compressed
+//! [`file`](mod@file) writes and reads one `.safetensors` file with every compressed
 //! payload and the full-precision "carried" tensors; [`size`] computes
 //! compression ratios the way BitDelta reports them.
 //!

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod generate;
 pub mod input;
 pub mod inspect;
+pub mod lens;
 pub mod logits;
 pub mod score;
 
