@@ -33,11 +33,29 @@ fn hf_dir(gguf: &Path) -> PathBuf {
         return dir;
     }
     let g = load_llama_gguf(gguf).unwrap();
-    let mut w = CheckpointWriter::create(&dir, WriteOptions { overwrite: true, ..Default::default() }).unwrap();
-    w.write_aux_file("config.json", &serde_json::to_vec_pretty(&g.config_json).unwrap()).unwrap();
-    w.write_aux_file("tokenizer.json", &serde_json::to_vec(&g.tokenizer_json).unwrap()).unwrap();
-    w.write_aux_file("tokenizer_config.json", &serde_json::to_vec_pretty(&g.tokenizer_config_json().unwrap()).unwrap())
-        .unwrap();
+    let mut w = CheckpointWriter::create(
+        &dir,
+        WriteOptions {
+            overwrite: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    w.write_aux_file(
+        "config.json",
+        &serde_json::to_vec_pretty(&g.config_json).unwrap(),
+    )
+    .unwrap();
+    w.write_aux_file(
+        "tokenizer.json",
+        &serde_json::to_vec(&g.tokenizer_json).unwrap(),
+    )
+    .unwrap();
+    w.write_aux_file(
+        "tokenizer_config.json",
+        &serde_json::to_vec_pretty(&g.tokenizer_config_json().unwrap()).unwrap(),
+    )
+    .unwrap();
     for t in g.tensors() {
         let t = t.unwrap();
         w.write_f32(&t.name, DType::F32, &t.shape, &t.data).unwrap();
@@ -72,9 +90,18 @@ print(prefill, {DECODE} / ds[1])
 "#,
         dir = dir.display()
     );
-    let out = Command::new("python3").args(["-c", &script]).output().ok()?;
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .ok()?;
     if !out.status.success() {
-        eprintln!("PyTorch comparison skipped: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        eprintln!(
+            "PyTorch comparison skipped: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
         return None;
     }
     let text = String::from_utf8(out.stdout).ok()?;
@@ -104,20 +131,40 @@ fn bench(c: &mut Criterion) {
     let m = load_model::<Backend>(&gguf, None, &device()).unwrap();
     let cfg = m.model.config().clone();
     let prompt: Vec<i64> = (1000..1000 + PREFILL as i64).collect();
-    let tokens = || Tensor::<Backend, 2, Int>::from_data(TensorData::new(prompt.clone(), [1, PREFILL]), &device());
+    let tokens = || {
+        Tensor::<Backend, 2, Int>::from_data(
+            TensorData::new(prompt.clone(), [1, PREFILL]),
+            &device(),
+        )
+    };
 
     let mut group = c.benchmark_group("smollm2-135m-f32");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("prefill-128", |b| {
         b.iter(|| {
-            let out = m.model.forward_with(tokens(), ForwardOptions { logits: LogitsMode::All, ..Default::default() }, None);
+            let out = m.model.forward_with(
+                tokens(),
+                ForwardOptions {
+                    logits: LogitsMode::All,
+                    ..Default::default()
+                },
+                None,
+            );
             out.logits.into_data()
         })
     });
     let short: Vec<u32> = (1000..1008).collect();
     let mut gen = GenerateConfig::greedy(DECODE);
     gen.stop_at_eos = false;
-    group.bench_function("greedy-decode-64", |b| b.iter(|| m.model.generate(std::slice::from_ref(&short), &gen).unwrap()));
+    group.bench_function("greedy-decode-64", |b| {
+        b.iter(|| {
+            m.model
+                .generate(std::slice::from_ref(&short), &gen)
+                .unwrap()
+        })
+    });
     group.finish();
 
     // Same measurements outside criterion, for the ratios.
@@ -133,12 +180,24 @@ fn bench(c: &mut Criterion) {
         ts[2]
     };
     let ours_prefill = time(&mut || {
-        let out = m.model.forward_with(tokens(), ForwardOptions { logits: LogitsMode::All, ..Default::default() }, None);
+        let out = m.model.forward_with(
+            tokens(),
+            ForwardOptions {
+                logits: LogitsMode::All,
+                ..Default::default()
+            },
+            None,
+        );
         std::hint::black_box(out.logits.into_data());
     });
-    let ours_decode = DECODE as f64 / time(&mut || {
-        std::hint::black_box(m.model.generate(std::slice::from_ref(&short), &gen).unwrap());
-    });
+    let ours_decode = DECODE as f64
+        / time(&mut || {
+            std::hint::black_box(
+                m.model
+                    .generate(std::slice::from_ref(&short), &gen)
+                    .unwrap(),
+            );
+        });
 
     // Decode reads every weight once per token; the tied embedding is read
     // as the lm_head (the embedding lookup itself touches one row).

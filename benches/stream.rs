@@ -31,9 +31,18 @@ fn shapes() -> Vec<(String, Vec<usize>)> {
         for m in ["q_proj", "k_proj", "v_proj", "o_proj"] {
             t.push((format!("{p}.self_attn.{m}.weight"), vec![HIDDEN, HIDDEN]));
         }
-        t.push((format!("{p}.mlp.gate_proj.weight"), vec![INTERMEDIATE, HIDDEN]));
-        t.push((format!("{p}.mlp.up_proj.weight"), vec![INTERMEDIATE, HIDDEN]));
-        t.push((format!("{p}.mlp.down_proj.weight"), vec![HIDDEN, INTERMEDIATE]));
+        t.push((
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![INTERMEDIATE, HIDDEN],
+        ));
+        t.push((
+            format!("{p}.mlp.up_proj.weight"),
+            vec![INTERMEDIATE, HIDDEN],
+        ));
+        t.push((
+            format!("{p}.mlp.down_proj.weight"),
+            vec![HIDDEN, INTERMEDIATE],
+        ));
         t.push((format!("{p}.input_layernorm.weight"), vec![HIDDEN]));
         t.push((format!("{p}.post_attention_layernorm.weight"), vec![HIDDEN]));
     }
@@ -49,15 +58,32 @@ fn synthetic_pair(dir: &Path) -> (PathBuf, PathBuf) {
     let config = format!(
         r#"{{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":{HIDDEN},"intermediate_size":{INTERMEDIATE},"num_hidden_layers":{LAYERS},"num_attention_heads":32,"num_key_value_heads":32,"vocab_size":{VOCAB}}}"#
     );
-    let mut wb = CheckpointWriter::create(&base, WriteOptions { overwrite: true, ..Default::default() }).unwrap();
-    let mut wf = CheckpointWriter::create(&ft, WriteOptions { overwrite: true, ..Default::default() }).unwrap();
+    let mut wb = CheckpointWriter::create(
+        &base,
+        WriteOptions {
+            overwrite: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut wf = CheckpointWriter::create(
+        &ft,
+        WriteOptions {
+            overwrite: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     wb.write_aux_file("config.json", config.as_bytes()).unwrap();
     wf.write_aux_file("config.json", config.as_bytes()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for (name, shape) in shapes() {
         let n: usize = shape.iter().product();
         let b: Vec<f32> = (0..n).map(|_| rng.random_range(-0.05f32..0.05)).collect();
-        let f: Vec<f32> = b.iter().map(|x| x + rng.random_range(-1e-3f32..1e-3)).collect();
+        let f: Vec<f32> = b
+            .iter()
+            .map(|x| x + rng.random_range(-1e-3f32..1e-3))
+            .collect();
         wb.write_f32(&name, DType::F16, &shape, &b).unwrap();
         wf.write_f32(&name, DType::F16, &shape, &f).unwrap();
     }
@@ -80,19 +106,30 @@ fn bench(c: &mut Criterion) {
     let (base, ft) = synthetic_pair(&data);
     let pair = DeltaPair::open(&base, &ft).unwrap();
     let input = pair.base().total_bytes() + pair.finetuned().total_bytes();
-    let largest = pair.finetuned().infos().map(|i| i.num_elements() as u64).max().unwrap();
+    let largest = pair
+        .finetuned()
+        .infos()
+        .map(|i| i.num_elements() as u64)
+        .max()
+        .unwrap();
     let out = data.join("delta.safetensors");
     let bitdelta = parse_method("bitdelta").unwrap();
     let options = CompressOptions::default();
 
     let mut group = c.benchmark_group("stream");
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     group.throughput(Throughput::Bytes(input));
-    group.bench_function("compress_checkpoint/bitdelta/llama2-7b-shapes-2-layers-fp16", |b| {
-        b.iter(|| {
-            compress_checkpoint(&pair, bitdelta.as_ref(), &out, &options, &mut |_| {}, None).unwrap();
-        })
-    });
+    group.bench_function(
+        "compress_checkpoint/bitdelta/llama2-7b-shapes-2-layers-fp16",
+        |b| {
+            b.iter(|| {
+                compress_checkpoint(&pair, bitdelta.as_ref(), &out, &options, &mut |_| {}, None)
+                    .unwrap();
+            })
+        },
+    );
     group.finish();
 
     if let Some(peak) = peak_rss() {

@@ -33,10 +33,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     for method in ["bitdelta", "rtn:bits=4,group=64"] {
         let compressor = parse_method(method)?;
-        let path = out_dir.join(format!("{}.safetensors", method.replace([':', ',', '='], "_")));
-        let summary = compress_checkpoint(&pair, compressor.as_ref(), &path, &options, &mut |_| {}, None)?;
+        let path = out_dir.join(format!(
+            "{}.safetensors",
+            method.replace([':', ',', '='], "_")
+        ));
+        let summary = compress_checkpoint(
+            &pair,
+            compressor.as_ref(),
+            &path,
+            &options,
+            &mut |_| {},
+            None,
+        )?;
         let size = DeltaFile::open(&path)?.size_report();
-        let mean_err = summary.compressed.iter().map(|t| t.relative_error).sum::<f64>()
+        let mean_err = summary
+            .compressed
+            .iter()
+            .map(|t| t.relative_error)
+            .sum::<f64>()
             / summary.compressed.len().max(1) as f64;
         println!(
             "{:<28} {:>3} tensors compressed  delta {:>9} B  ({:.2}x vs fp16 fine-tune)  mean rel. error {:.3}",
@@ -53,9 +67,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = Checkpoint::open(&base_dir)?;
     let delta = DeltaFile::open(&files[0])?;
     let model_dir = out_dir.join("bitdelta-model");
-    apply_delta_file(&base, &delta, &files[0], &model_dir, &WriteOptions::default(), &mut |_| {}, None)?;
+    apply_delta_file(
+        &base,
+        &delta,
+        &files[0],
+        &model_dir,
+        &WriteOptions::default(),
+        &mut |_| {},
+        None,
+    )?;
     let merged = Checkpoint::open(&model_dir)?;
-    println!("applied {} -> {} ({} tensors)", files[0].display(), model_dir.display(), merged.len());
+    println!(
+        "applied {} -> {} ({} tensors)",
+        files[0].display(),
+        model_dir.display(),
+        merged.len()
+    );
     std::fs::remove_dir_all(&out_dir)?;
     Ok(())
 }

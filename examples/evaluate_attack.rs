@@ -9,12 +9,17 @@
 use deltaguard::adapters::LlamaEvalModel;
 use deltaguard::backend::{device, Backend};
 use deltaguard::model_io::load_model;
-use safety_eval::{builtin_suite, run_suite, EvalSettings, GenerationSettings, KeywordJudge, SuiteKind};
+use safety_eval::{
+    builtin_suite, run_suite, EvalSettings, GenerationSettings, KeywordJudge, SuiteKind,
+};
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let model_path = PathBuf::from(args.next().ok_or("usage: evaluate_attack MODEL [--delta FILE] [--limit N]")?);
+    let model_path = PathBuf::from(
+        args.next()
+            .ok_or("usage: evaluate_attack MODEL [--delta FILE] [--limit N]")?,
+    );
     let (mut delta, mut limit) = (None, 20usize);
     while let Some(flag) = args.next() {
         match (flag.as_str(), args.next()) {
@@ -28,9 +33,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = LlamaEvalModel::new(&loaded);
     // Held-out harmful prompts (topics the attack never trains on) plus benign
     // prompts for over-refusal; seed 0 fixes the split.
-    let suite = builtin_suite(SuiteKind::Harmful, 0).ok_or("no harmful suite")?.limited(limit);
+    let suite = builtin_suite(SuiteKind::Harmful, 0)
+        .ok_or("no harmful suite")?
+        .limited(limit);
     let settings = EvalSettings {
-        generation: GenerationSettings { max_new_tokens: 48, ..Default::default() },
+        generation: GenerationSettings {
+            max_new_tokens: 48,
+            ..Default::default()
+        },
         ..Default::default()
     };
     // The published keyword judge (29 strings, anywhere in the answer); the

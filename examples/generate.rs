@@ -35,15 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stream: the incremental decoder emits text only once it is complete UTF-8.
     let mut decoder = loaded.tokenizer.incremental_decoder(true);
     let mut stdout = std::io::stdout();
-    loaded.model.generate_streaming(&[ids], &GenerateConfig::greedy(128), |event| {
-        if event.is_stop {
-            return;
-        }
-        if let Ok(Some(text)) = decoder.push(event.token) {
-            let _ = write!(stdout, "{text}");
-            let _ = stdout.flush();
-        }
-    })?;
+    loaded
+        .model
+        .generate_streaming(&[ids], &GenerateConfig::greedy(128), |event| {
+            if event.is_stop {
+                return;
+            }
+            if let Ok(Some(text)) = decoder.push(event.token) {
+                let _ = write!(stdout, "{text}");
+                let _ = stdout.flush();
+            }
+        })?;
     if let Some(rest) = decoder.finish()? {
         print!("{rest}");
     }

@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use llama_model::{ChatMessage, ForwardOptions, GenerateConfig, LogitsMode};
 use safety_eval::{
-    ChatModel, GenerationSettings, LogLikelihoodModel, Loglikelihood, LoglikelihoodRequest, Message, ModelError,
-    RollingLoglikelihood, Sampling,
+    ChatModel, GenerationSettings, LogLikelihoodModel, Loglikelihood, LoglikelihoodRequest,
+    Message, ModelError, RollingLoglikelihood, Sampling,
 };
 
 /// A loaded Llama as a [`ChatModel`] and a [`LogLikelihoodModel`].
@@ -20,12 +20,18 @@ pub struct LlamaEvalModel<'a, B: Backend> {
 
 impl<'a, B: Backend> LlamaEvalModel<'a, B> {
     pub fn new(loaded: &'a LoadedModel<B>) -> Self {
-        LlamaEvalModel { loaded, batch_size: 8 }
+        LlamaEvalModel {
+            loaded,
+            batch_size: 8,
+        }
     }
 
     /// Render a chat with the model's template, assistant turn opened.
     pub fn chat_ids(&self, chat: &[Message]) -> Result<Vec<u32>, ModelError> {
-        let messages: Vec<ChatMessage> = chat.iter().map(|m| ChatMessage::new(m.role.clone(), m.content.clone())).collect();
+        let messages: Vec<ChatMessage> = chat
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect();
         let text = self.loaded.chat_template.render(&messages, true)?;
         Ok(self.loaded.tokenizer.encode(&text, false)?)
     }
@@ -34,14 +40,29 @@ impl<'a, B: Backend> LlamaEvalModel<'a, B> {
     /// `first_scored[i]` (at least 1) gets the log-probability of its token given
     /// the tokens before it, and whether that token was the argmax. Sequences
     /// are batched `batch_size` at a time with left padding.
-    pub fn score_tokens(&self, seqs: &[Vec<u32>], first_scored: &[usize]) -> Result<Vec<Vec<(f64, bool)>>, ModelError> {
+    pub fn score_tokens(
+        &self,
+        seqs: &[Vec<u32>],
+        first_scored: &[usize],
+    ) -> Result<Vec<Vec<(f64, bool)>>, ModelError> {
         let device = self.loaded.model.device();
         let mut results = Vec::with_capacity(seqs.len());
-        for (chunk, firsts) in seqs.chunks(self.batch_size.max(1)).zip(first_scored.chunks(self.batch_size.max(1))) {
+        for (chunk, firsts) in seqs
+            .chunks(self.batch_size.max(1))
+            .zip(first_scored.chunks(self.batch_size.max(1)))
+        {
             let len = chunk.iter().map(Vec::len).max().unwrap_or(0);
-            let pad = self.loaded.tokenizer.pad_id().or(self.loaded.tokenizer.eos_id()).unwrap_or(0);
+            let pad = self
+                .loaded
+                .tokenizer
+                .pad_id()
+                .or(self.loaded.tokenizer.eos_id())
+                .unwrap_or(0);
             // Left padding with an attention mask, as generation does.
-            let (mut ids, mut mask) = (Vec::with_capacity(chunk.len() * len), Vec::with_capacity(chunk.len() * len));
+            let (mut ids, mut mask) = (
+                Vec::with_capacity(chunk.len() * len),
+                Vec::with_capacity(chunk.len() * len),
+            );
             for s in chunk {
                 for _ in s.len()..len {
                     ids.push(pad as i64);
@@ -55,20 +76,32 @@ impl<'a, B: Backend> LlamaEvalModel<'a, B> {
             let mask = Tensor::<B, 2, Int>::from_data(TensorData::new(mask, [b, len]), &device);
             let out = self.loaded.model.forward_with(
                 tokens,
-                ForwardOptions { attention_mask: Some(mask), capture_hidden: false, logits: LogitsMode::All },
+                ForwardOptions {
+                    attention_mask: Some(mask),
+                    capture_hidden: false,
+                    logits: LogitsMode::All,
+                },
                 None,
             );
             let vocab = out.logits.dims()[2];
-            let logp: Vec<f32> = log_softmax(out.logits, 2).into_data().convert::<f32>().to_vec().map_err(|e| format!("{e:?}"))?;
+            let logp: Vec<f32> = log_softmax(out.logits, 2)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| format!("{e:?}"))?;
             for (row, (s, &first)) in chunk.iter().zip(firsts).enumerate() {
                 let offset = len - s.len();
                 let mut scored = Vec::new();
-                for p in first.max(1)..s.len() {
+                for (p, &token) in s.iter().enumerate().skip(first.max(1)) {
                     // logits at position p-1 predict token p
                     let at = (row * len + offset + p - 1) * vocab;
                     let dist = &logp[at..at + vocab];
-                    let target = s[p] as usize;
-                    let best = dist.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+                    let target = token as usize;
+                    let best = dist
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| i);
                     scored.push((dist[target] as f64, best == Some(target)));
                 }
                 results.push(scored);
@@ -83,13 +116,28 @@ impl<B: Backend> ChatModel for LlamaEvalModel<'_, B> {
         self.loaded.description.clone()
     }
 
-    fn generate(&mut self, chats: &[Vec<Message>], settings: &GenerationSettings) -> Result<Vec<String>, ModelError> {
-        let prompts = chats.iter().map(|c| self.chat_ids(c)).collect::<Result<Vec<_>, _>>()?;
+    fn generate(
+        &mut self,
+        chats: &[Vec<Message>],
+        settings: &GenerationSettings,
+    ) -> Result<Vec<String>, ModelError> {
+        let prompts = chats
+            .iter()
+            .map(|c| self.chat_ids(c))
+            .collect::<Result<Vec<_>, _>>()?;
         let config = match settings.sampling {
             Sampling::Greedy => GenerateConfig::greedy(settings.max_new_tokens),
-            Sampling::Sample { temperature, top_p, seed } => {
-                GenerateConfig::sampled(settings.max_new_tokens, temperature, None, Some(top_p), seed)
-            }
+            Sampling::Sample {
+                temperature,
+                top_p,
+                seed,
+            } => GenerateConfig::sampled(
+                settings.max_new_tokens,
+                temperature,
+                None,
+                Some(top_p),
+                seed,
+            ),
         };
         let outputs = self.loaded.model.generate(&prompts, &config)?;
         outputs
@@ -107,7 +155,10 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
     /// lm-evaluation-harness style: context and continuation are tokenized
     /// separately (BOS before the context where the tokenizer adds one) and
     /// the continuation's tokens are scored given everything before them.
-    fn loglikelihood(&mut self, requests: &[LoglikelihoodRequest]) -> Result<Vec<Loglikelihood>, ModelError> {
+    fn loglikelihood(
+        &mut self,
+        requests: &[LoglikelihoodRequest],
+    ) -> Result<Vec<Loglikelihood>, ModelError> {
         let max = self.loaded.model.config().max_position_embeddings;
         let mut seqs = Vec::with_capacity(requests.len());
         let mut firsts = Vec::with_capacity(requests.len());
@@ -115,7 +166,9 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
             let mut ctx = self.loaded.tokenizer.encode(&r.context, true)?;
             let cont = self.loaded.tokenizer.encode(&r.continuation, false)?;
             if cont.is_empty() {
-                return Err(format!("continuation {:?} encodes to no tokens", r.continuation).into());
+                return Err(
+                    format!("continuation {:?} encodes to no tokens", r.continuation).into(),
+                );
             }
             // Keep the end of an over-long context, as lm-eval does.
             if ctx.len() + cont.len() > max {
@@ -139,7 +192,10 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
 
     /// Every token after the first is scored given those before it, in
     /// windows of the model's context length.
-    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<RollingLoglikelihood>, ModelError> {
+    fn loglikelihood_rolling(
+        &mut self,
+        texts: &[String],
+    ) -> Result<Vec<RollingLoglikelihood>, ModelError> {
         let max = self.loaded.model.config().max_position_embeddings.max(2);
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
@@ -152,7 +208,10 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
                 logprob += s.iter().map(|x| x.0).sum::<f64>();
                 n += s.len();
             }
-            out.push(RollingLoglikelihood { logprob, n_tokens: n });
+            out.push(RollingLoglikelihood {
+                logprob,
+                n_tokens: n,
+            });
         }
         Ok(out)
     }
@@ -186,22 +245,42 @@ impl<B: Backend> logit_lens::LensModel for LlamaLens<'_, B> {
         use logit_lens::{ProbeHidden, ProbePoint};
         let device = self.loaded.model.device();
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
+        let input =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &device);
         let out = self.loaded.model.forward_with(
             input,
-            ForwardOptions { attention_mask: None, capture_hidden: true, logits: LogitsMode::All },
+            ForwardOptions {
+                attention_mask: None,
+                capture_hidden: true,
+                logits: LogitsMode::All,
+            },
             None,
         );
-        let hidden = out.hidden.ok_or_else(|| logit_lens::LensError::model("no hidden states captured"))?;
+        let hidden = out
+            .hidden
+            .ok_or_else(|| logit_lens::LensError::model("no hidden states captured"))?;
         let mut points = Vec::with_capacity(1 + 2 * hidden.layers.len());
         for (i, layer) in hidden.layers.into_iter().enumerate() {
             if i == 0 {
-                points.push(ProbeHidden { point: ProbePoint::Embedding, hidden: host(layer.pre)? });
+                points.push(ProbeHidden {
+                    point: ProbePoint::Embedding,
+                    hidden: host(layer.pre)?,
+                });
             }
-            points.push(ProbeHidden { point: ProbePoint::Mid { layer: i }, hidden: host(layer.mid)? });
-            points.push(ProbeHidden { point: ProbePoint::Post { layer: i }, hidden: host(layer.post)? });
+            points.push(ProbeHidden {
+                point: ProbePoint::Mid { layer: i },
+                hidden: host(layer.mid)?,
+            });
+            points.push(ProbeHidden {
+                point: ProbePoint::Post { layer: i },
+                hidden: host(layer.post)?,
+            });
         }
-        Ok(logit_lens::ForwardTrace { n_positions: tokens.len(), points, logits: host(out.logits)? })
+        Ok(logit_lens::ForwardTrace {
+            n_positions: tokens.len(),
+            points,
+            logits: host(out.logits)?,
+        })
     }
 
     fn decode(&self, hidden: &[f32], n: usize) -> logit_lens::Result<Vec<f32>> {
@@ -212,7 +291,10 @@ impl<B: Backend> logit_lens::LensModel for LlamaLens<'_, B> {
     }
 
     fn token_text(&self, id: u32) -> String {
-        self.loaded.tokenizer.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"))
+        self.loaded
+            .tokenizer
+            .decode(&[id], false)
+            .unwrap_or_else(|_| format!("<{id}>"))
     }
 }
 

@@ -90,11 +90,19 @@ impl<S: TensorSource + ?Sized> TensorSource for WithDeltaFile<'_, S> {
             }
             Some(EntryKind::Compressed) => {
                 let mut w = self.base.read_f32(name)?;
-                let rec = self.delta.compressed(name).map_err(delta_err)?.reconstruct();
+                let rec = self
+                    .delta
+                    .compressed(name)
+                    .map_err(delta_err)?
+                    .reconstruct();
                 if rec.len() != w.len() {
                     return Err(LoadError::Delta {
                         name: name.to_string(),
-                        reason: format!("delta has {} values, the base tensor {}", rec.len(), w.len()),
+                        reason: format!(
+                            "delta has {} values, the base tensor {}",
+                            rec.len(),
+                            w.len()
+                        ),
                     });
                 }
                 for (w, d) in w.iter_mut().zip(rec.data()) {
@@ -108,7 +116,8 @@ impl<S: TensorSource + ?Sized> TensorSource for WithDeltaFile<'_, S> {
 
 /// Whether `path` names a GGUF file.
 pub fn is_gguf(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 /// Load a HF directory or GGUF file, optionally with a delta file applied.
@@ -132,14 +141,19 @@ pub fn load_model<B: Backend>(
         });
     }
     let ck = Checkpoint::open(path)?;
-    let tokenizer = Tokenizer::from_dir(path).map_err(|e| ModelIoError::Tokenizer(e.to_string()))?;
+    let tokenizer =
+        Tokenizer::from_dir(path).map_err(|e| ModelIoError::Tokenizer(e.to_string()))?;
     let chat_template = ChatTemplate::from_dir(path)
         .map_err(|e| ModelIoError::Tokenizer(e.to_string()))?
         .unwrap_or_else(ChatTemplate::chatml);
     let config_origin = path.join("config.json").display().to_string();
-    let config = LlamaConfig::from_json(ck.config_json(), &config_origin).map_err(LoadError::from)?;
+    let config =
+        LlamaConfig::from_json(ck.config_json(), &config_origin).map_err(LoadError::from)?;
     let (model, description) = match delta {
-        None => (Llama::from_tensors(config, &ck, device)?, path.display().to_string()),
+        None => (
+            Llama::from_tensors(config, &ck, device)?,
+            path.display().to_string(),
+        ),
         Some(delta_path) => {
             let file = DeltaFile::open(delta_path).map_err(|source| ModelIoError::Delta {
                 path: delta_path.to_path_buf(),
@@ -153,10 +167,18 @@ pub fn load_model<B: Backend>(
                     got: ck.fingerprint().to_string(),
                 });
             }
-            let src = WithDeltaFile { base: &ck, delta: &file };
+            let src = WithDeltaFile {
+                base: &ck,
+                delta: &file,
+            };
             (
                 Llama::from_tensors(config, &src, device)?,
-                format!("{} + {} ({})", path.display(), delta_path.display(), file.method()),
+                format!(
+                    "{} + {} ({})",
+                    path.display(),
+                    delta_path.display(),
+                    file.method()
+                ),
             )
         }
     };
@@ -170,7 +192,8 @@ pub fn load_model<B: Backend>(
 
 fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>, ModelIoError> {
     let gguf = load_llama_gguf(path)?;
-    let config = LlamaConfig::from_json(&gguf.config_json, &path.display().to_string()).map_err(LoadError::from)?;
+    let config = LlamaConfig::from_json(&gguf.config_json, &path.display().to_string())
+        .map_err(LoadError::from)?;
     let mut tensors = NamedTensors::new();
     for t in gguf.tensors() {
         let t = t?;

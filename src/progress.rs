@@ -20,7 +20,9 @@ pub fn interrupt_flag() -> &'static AtomicBool {
                 eprintln!("\ninterrupted twice: exiting now");
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupt: finishing the current step, then stopping (Ctrl-C again to abort)");
+            eprintln!(
+                "\ninterrupt: finishing the current step, then stopping (Ctrl-C again to abort)"
+            );
         });
     });
     &INTERRUPTED

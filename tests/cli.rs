@@ -31,27 +31,47 @@ fn ok_json(args: &[&str]) -> Value {
 }
 
 fn reference(model: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(model).join("reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture(model).join("reference.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 fn csv(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
-const MODELS: [&str; 4] = ["llama-untied-f32", "llama-tied-f32", "llama-untied-bf16", "llama-sharded-f16"];
+const MODELS: [&str; 4] = [
+    "llama-untied-f32",
+    "llama-tied-f32",
+    "llama-untied-bf16",
+    "llama-sharded-f16",
+];
 
 #[test]
 fn logits_json_matches_transformers_on_every_fixture() {
     for model in MODELS {
         let r = reference(model);
         let dir = fixture(model);
-        let out = ok_json(&["logits", "--model", dir.to_str().unwrap(), "--tokens", &csv(&ids(&r["input_ids"])), "--json"]);
+        let out = ok_json(&[
+            "logits",
+            "--model",
+            dir.to_str().unwrap(),
+            "--tokens",
+            &csv(&ids(&r["input_ids"])),
+            "--json",
+        ]);
         assert_eq!(out["input_ids"], r["input_ids"]);
-        let (ours, theirs) = (out["logits"].as_array().unwrap(), r["logits"].as_array().unwrap());
+        let (ours, theirs) = (
+            out["logits"].as_array().unwrap(),
+            r["logits"].as_array().unwrap(),
+        );
         assert_eq!(ours.len(), theirs.len(), "{model}: one row per position");
         for (a, b) in ours.iter().zip(theirs) {
             for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
@@ -65,7 +85,16 @@ fn logits_json_matches_transformers_on_every_fixture() {
 #[test]
 fn logits_top_k_is_sorted_and_names_tokens() {
     let dir = fixture("llama-untied-f32");
-    let out = ok_json(&["logits", "--model", dir.to_str().unwrap(), "--text", "hello world", "--top-k", "3", "--json"]);
+    let out = ok_json(&[
+        "logits",
+        "--model",
+        dir.to_str().unwrap(),
+        "--text",
+        "hello world",
+        "--top-k",
+        "3",
+        "--json",
+    ]);
     let rows = out["top_k"].as_array().unwrap();
     assert_eq!(rows.len(), out["input_ids"].as_array().unwrap().len());
     for row in rows {
@@ -73,7 +102,9 @@ fn logits_top_k_is_sorted_and_names_tokens() {
         assert_eq!(row.len(), 3);
         let logits: Vec<f64> = row.iter().map(|e| e["logit"].as_f64().unwrap()).collect();
         assert!(logits.windows(2).all(|w| w[0] >= w[1]), "best first");
-        assert!(row.iter().all(|e| e["id"].is_u64() && e["token"].is_string()));
+        assert!(row
+            .iter()
+            .all(|e| e["id"].is_u64() && e["token"].is_string()));
     }
     assert!(out.get("logits").is_none());
 }
@@ -84,18 +115,44 @@ fn generate_json_reproduces_the_greedy_continuations() {
         let r = reference(model);
         let dir = fixture(model);
         let out = ok_json(&[
-            "generate", "--model", dir.to_str().unwrap(), "--tokens", &csv(&ids(&r["input_ids"])),
-            "--max-new-tokens", "10", "--greedy", "--json",
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--tokens",
+            &csv(&ids(&r["input_ids"])),
+            "--max-new-tokens",
+            "10",
+            "--greedy",
+            "--json",
         ]);
-        assert_eq!(ids(&out["output_ids"]), ids(&r["greedy_continuation"]), "{model}");
+        assert_eq!(
+            ids(&out["output_ids"]),
+            ids(&r["greedy_continuation"]),
+            "{model}"
+        );
         assert!(out["text"].is_string());
 
         let chat = r["chat"][0]["content"].as_str().unwrap();
         let out = ok_json(&[
-            "generate", "--model", dir.to_str().unwrap(), "--chat", chat, "--max-new-tokens", "10", "--greedy", "--json",
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--chat",
+            chat,
+            "--max-new-tokens",
+            "10",
+            "--greedy",
+            "--json",
         ]);
-        assert_eq!(out["input_ids"], r["chat_input_ids"], "{model}: chat template");
-        assert_eq!(ids(&out["output_ids"]), ids(&r["chat_greedy_continuation"]), "{model}: chat");
+        assert_eq!(
+            out["input_ids"], r["chat_input_ids"],
+            "{model}: chat template"
+        );
+        assert_eq!(
+            ids(&out["output_ids"]),
+            ids(&r["chat_greedy_continuation"]),
+            "{model}: chat"
+        );
     }
 }
 
@@ -104,8 +161,20 @@ fn sampling_is_reproducible_per_seed() {
     let dir = fixture("llama-tied-f32");
     let run = |seed: &str| {
         ok_json(&[
-            "generate", "--model", dir.to_str().unwrap(), "--text", "a b c", "--max-new-tokens", "12",
-            "--temperature", "1.5", "--top-p", "0.95", "--seed", seed, "--json",
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--text",
+            "a b c",
+            "--max-new-tokens",
+            "12",
+            "--temperature",
+            "1.5",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "--json",
         ])["output_ids"]
             .clone()
     };
@@ -118,17 +187,54 @@ fn convert_gguf_gives_a_directory_with_the_same_logits() {
     let gguf = root().join("llama-model/tests/data/gguf/tiny_llama.gguf");
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("hf");
-    let conv = deltaguard(&["convert", "--gguf", gguf.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "-q"]);
-    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+    let conv = deltaguard(&[
+        "convert",
+        "--gguf",
+        gguf.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(
+        conv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
-    let a = ok_json(&["logits", "--model", gguf.to_str().unwrap(), "--text", "hello there", "--json"]);
-    let b = ok_json(&["logits", "--model", out_dir.to_str().unwrap(), "--text", "hello there", "--json"]);
+    let a = ok_json(&[
+        "logits",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--text",
+        "hello there",
+        "--json",
+    ]);
+    let b = ok_json(&[
+        "logits",
+        "--model",
+        out_dir.to_str().unwrap(),
+        "--text",
+        "hello there",
+        "--json",
+    ]);
     assert_eq!(a["input_ids"], b["input_ids"]);
     assert_eq!(a["logits"], b["logits"], "f32 conversion is exact");
     // a second convert to the same place is refused, and says why
-    let again = deltaguard(&["convert", "--gguf", gguf.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "-q"]);
+    let again = deltaguard(&[
+        "convert",
+        "--gguf",
+        gguf.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
@@ -139,8 +245,17 @@ fn compress_inspect_apply_and_logits_with_a_delta() {
     let (base, ft) = (fixture("pair/base"), fixture("pair/finetuned"));
     let delta = tmp.path().join("d.safetensors");
     let summary = ok_json(&[
-        "compress", "--base", base.to_str().unwrap(), "--finetuned", ft.to_str().unwrap(),
-        "--method", "bitdelta", "--out", delta.to_str().unwrap(), "--json", "-q",
+        "compress",
+        "--base",
+        base.to_str().unwrap(),
+        "--finetuned",
+        ft.to_str().unwrap(),
+        "--method",
+        "bitdelta",
+        "--out",
+        delta.to_str().unwrap(),
+        "--json",
+        "-q",
     ]);
     assert_eq!(summary["compressed_tensors"], 14);
     assert_eq!(summary["carried_tensors"], 7);
@@ -152,16 +267,45 @@ fn compress_inspect_apply_and_logits_with_a_delta() {
     // logits of base + delta == logits of the applied model == BitDelta's reference
     let applied = tmp.path().join("applied");
     let out = deltaguard(&[
-        "apply", "--base", base.to_str().unwrap(), "--delta", delta.to_str().unwrap(), "--out",
-        applied.to_str().unwrap(), "-q",
+        "apply",
+        "--base",
+        base.to_str().unwrap(),
+        "--delta",
+        delta.to_str().unwrap(),
+        "--out",
+        applied.to_str().unwrap(),
+        "-q",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let with_delta = ok_json(&[
-        "logits", "--model", base.to_str().unwrap(), "--delta", delta.to_str().unwrap(), "--tokens", "1,5,9,200", "--json",
+        "logits",
+        "--model",
+        base.to_str().unwrap(),
+        "--delta",
+        delta.to_str().unwrap(),
+        "--tokens",
+        "1,5,9,200",
+        "--json",
     ]);
     let reference = fixture("pair/bitdelta-reconstructed");
-    let from_ref = ok_json(&["logits", "--model", reference.to_str().unwrap(), "--tokens", "1,5,9,200", "--json"]);
-    for (a, b) in with_delta["logits"].as_array().unwrap().iter().zip(from_ref["logits"].as_array().unwrap()) {
+    let from_ref = ok_json(&[
+        "logits",
+        "--model",
+        reference.to_str().unwrap(),
+        "--tokens",
+        "1,5,9,200",
+        "--json",
+    ]);
+    for (a, b) in with_delta["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(from_ref["logits"].as_array().unwrap())
+    {
         for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
             assert!((x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-5);
         }
@@ -173,32 +317,75 @@ fn bad_input_fails_with_a_message_naming_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec!["compress".into(), "--base".into(), fixture("pair/base").display().to_string(), "--finetuned".into(),
-                 fixture("llama-tied-f32").display().to_string(), "--out".into(), tmp.path().join("x").display().to_string()],
+            vec![
+                "compress".into(),
+                "--base".into(),
+                fixture("pair/base").display().to_string(),
+                "--finetuned".into(),
+                fixture("llama-tied-f32").display().to_string(),
+                "--out".into(),
+                tmp.path().join("x").display().to_string(),
+            ],
             "num_key_value_heads",
         ),
         (
-            vec!["compress".into(), "--base".into(), fixture("pair/base").display().to_string(), "--finetuned".into(),
-                 fixture("pair/finetuned").display().to_string(), "--method".into(), "rtn:bits=9".into(), "--out".into(),
-                 tmp.path().join("y").display().to_string()],
+            vec![
+                "compress".into(),
+                "--base".into(),
+                fixture("pair/base").display().to_string(),
+                "--finetuned".into(),
+                fixture("pair/finetuned").display().to_string(),
+                "--method".into(),
+                "rtn:bits=9".into(),
+                "--out".into(),
+                tmp.path().join("y").display().to_string(),
+            ],
             "bits",
         ),
-        (vec!["inspect".into(), fixture("pair/base/config.json").display().to_string()], "config.json"),
         (
-            vec!["logits".into(), "--model".into(), fixture("llama-untied-f32").display().to_string(), "--tokens".into(), "1,99999".into()],
+            vec![
+                "inspect".into(),
+                fixture("pair/base/config.json").display().to_string(),
+            ],
+            "config.json",
+        ),
+        (
+            vec![
+                "logits".into(),
+                "--model".into(),
+                fixture("llama-untied-f32").display().to_string(),
+                "--tokens".into(),
+                "1,99999".into(),
+            ],
             "99999",
         ),
-        (vec!["logits".into(), "--model".into(), tmp.path().display().to_string(), "--text".into(), "x".into()], "neither"),
+        (
+            vec![
+                "logits".into(),
+                "--model".into(),
+                tmp.path().display().to_string(),
+                "--text".into(),
+                "x".into(),
+            ],
+            "neither",
+        ),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = deltaguard(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(stderr.contains(needle), "{args:?}: stderr lacks `{needle}`:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks `{needle}`:\n{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
     }
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "no output left behind");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "no output left behind"
+    );
 }
 
 /// The real pretrained model (fetched by scripts/fetch-smollm2.sh; CI fetches it).
@@ -210,8 +397,18 @@ fn smollm2_answers_the_capital_of_france() {
         return;
     }
     let out = ok_json(&[
-        "generate", "--model", gguf.to_str().unwrap(), "--chat", "What is the capital of France?", "--greedy",
-        "--max-new-tokens", "16", "--json",
+        "generate",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--chat",
+        "What is the capital of France?",
+        "--greedy",
+        "--max-new-tokens",
+        "16",
+        "--json",
     ]);
-    assert_eq!(out["text"].as_str().unwrap().trim(), "The capital of France is Paris.");
+    assert_eq!(
+        out["text"].as_str().unwrap().trim(),
+        "The capital of France is Paris."
+    );
 }

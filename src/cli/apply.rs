@@ -14,7 +14,9 @@ use std::path::PathBuf;
 /// directory (config, tokenizer and chat template copied from the base) that
 /// transformers loads. Refuses a delta made against another base.
 #[derive(clap::Args)]
-#[command(after_help = "EXAMPLE:\n  deltaguard apply --base llama-2-7b-chat --delta my-finetune.delta.safetensors --out my-finetune-bitdelta")]
+#[command(
+    after_help = "EXAMPLE:\n  deltaguard apply --base llama-2-7b-chat --delta my-finetune.delta.safetensors --out my-finetune-bitdelta"
+)]
 pub struct Args {
     /// Base model directory the delta was made against.
     #[arg(long)]
@@ -38,7 +40,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     let base = Checkpoint::open(&args.base)?;
-    let delta = DeltaFile::open(&args.delta).map_err(|e| format!("{}: {e}", args.delta.display()))?;
+    let delta =
+        DeltaFile::open(&args.delta).map_err(|e| format!("{}: {e}", args.delta.display()))?;
     let bar = progress::bar(delta.entries().len() as u64, "apply", args.quiet);
     let write = WriteOptions {
         max_shard_bytes: args.max_shard_size,

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 /// fine-tune at full precision. Both directories must be Hugging Face model
 /// directories of the same architecture.
 #[derive(clap::Args)]
-#[command(after_help = "METHODS (combine stages with '+', e.g. dare:p=0.5+bitdelta):\n  \
+#[command(
+    after_help = "METHODS (combine stages with '+', e.g. dare:p=0.5+bitdelta):\n  \
     bitdelta[:per_row=true]          1-bit signs x mean|delta| (BitDelta)\n  \
     multimask:k=2                    k residual sign masks\n  \
     rtn:bits=4,group=128             group-wise round-to-nearest, 2..8 bits\n  \
@@ -23,7 +24,8 @@ use std::path::PathBuf;
     svd:rank=16                      truncated SVD\n  \
     deltacome:rank=128               SVD + mixed-precision singular vectors (Delta-CoMe)\n  \
     compeft:density=0.1,alpha=1      ternary top-k (ComPEFT)\n\n\
-EXAMPLE:\n  deltaguard compress --base llama-2-7b-chat --finetuned my-finetune \\\n      --method bitdelta --out my-finetune.delta.safetensors")]
+EXAMPLE:\n  deltaguard compress --base llama-2-7b-chat --finetuned my-finetune \\\n      --method bitdelta --out my-finetune.delta.safetensors"
+)]
 pub struct Args {
     /// Base model directory (HF layout).
     #[arg(long)]
@@ -109,7 +111,12 @@ pub fn run(args: Args) -> CliResult {
     let mean_err = if summary.compressed.is_empty() {
         0.0
     } else {
-        summary.compressed.iter().map(|t| t.relative_error).sum::<f64>() / summary.compressed.len() as f64
+        summary
+            .compressed
+            .iter()
+            .map(|t| t.relative_error)
+            .sum::<f64>()
+            / summary.compressed.len() as f64
     };
     println!("wrote {}", summary.path.display());
     println!("  method              {}", summary.method);

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 /// template), `chat_template.jinja` and `generation_config.json` are written
 /// from the GGUF metadata. transformers loads the result.
 #[derive(clap::Args)]
-#[command(after_help = "EXAMPLE:\n  deltaguard convert --gguf models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct")]
+#[command(
+    after_help = "EXAMPLE:\n  deltaguard convert --gguf models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct"
+)]
 pub struct Args {
     /// The GGUF file.
     #[arg(long)]
@@ -59,8 +61,14 @@ pub fn run(args: Args) -> CliResult {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).map(String::into_bytes);
     writer.write_aux_file("config.json", &pretty(&config)?)?;
     writer.write_aux_file("tokenizer.json", &serde_json::to_vec(&gguf.tokenizer_json)?)?;
-    writer.write_aux_file("tokenizer_config.json", &pretty(&gguf.tokenizer_config_json()?)?)?;
-    writer.write_aux_file("generation_config.json", &pretty(&gguf.generation_config_json())?)?;
+    writer.write_aux_file(
+        "tokenizer_config.json",
+        &pretty(&gguf.tokenizer_config_json()?)?,
+    )?;
+    writer.write_aux_file(
+        "generation_config.json",
+        &pretty(&gguf.generation_config_json())?,
+    )?;
     if let Some(template) = &gguf.chat_template {
         writer.write_aux_file("chat_template.jinja", template.as_bytes())?;
     }
@@ -68,7 +76,9 @@ pub fn run(args: Args) -> CliResult {
     let interrupt = progress::interrupt_flag();
     for tensor in gguf.tensors() {
         if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(format!("interrupted; nothing was written to {}", args.out.display()).into());
+            return Err(
+                format!("interrupted; nothing was written to {}", args.out.display()).into(),
+            );
         }
         let t = tensor?;
         bar.set_message(t.name.clone());
@@ -77,6 +87,11 @@ pub fn run(args: Args) -> CliResult {
     }
     let out = writer.finish()?;
     bar.finish_and_clear();
-    println!("wrote {} ({} tensors, {})", out.display(), names.len(), args.dtype);
+    println!(
+        "wrote {} ({} tensors, {})",
+        out.display(),
+        names.len(),
+        args.dtype
+    );
     Ok(())
 }

@@ -7,8 +7,8 @@ use deltaguard::adapters::LlamaEvalModel;
 use deltaguard::progress;
 use safety_eval::report::write_suite_outputs;
 use safety_eval::{
-    builtin_suite, builtin_utility_inputs, run_suite, run_utility, BootstrapConfig, EvalSettings, GenerationSettings,
-    KeywordJudge, RunMeta, SuiteKind,
+    builtin_suite, builtin_utility_inputs, run_suite, run_utility, BootstrapConfig, EvalSettings,
+    GenerationSettings, KeywordJudge, RunMeta, SuiteKind,
 };
 use std::path::PathBuf;
 
@@ -20,7 +20,9 @@ use std::path::PathBuf;
 /// Writes per-sample JSONL and an aggregate JSON to --out; every rate comes with
 /// a 95 % bootstrap interval and its sample count.
 #[derive(clap::Args)]
-#[command(after_help = "EXAMPLE:\n  deltaguard eval --model my-finetune --suite harmful --out runs/eval-ft --limit 20")]
+#[command(
+    after_help = "EXAMPLE:\n  deltaguard eval --model my-finetune --suite harmful --out runs/eval-ft --limit 20"
+)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -56,7 +58,10 @@ pub fn run(args: Args) -> CliResult {
     model.batch_size = args.batch_size;
     let mut meta = RunMeta::new(loaded.description.clone(), args.seed);
     meta.delta = args.model.delta.as_ref().map(|p| p.display().to_string());
-    let bootstrap = BootstrapConfig { seed: args.seed, ..Default::default() };
+    let bootstrap = BootstrapConfig {
+        seed: args.seed,
+        ..Default::default()
+    };
 
     if args.suite == "utility" {
         let (mut questions, mut texts) = builtin_utility_inputs(args.seed);
@@ -64,19 +69,36 @@ pub fn run(args: Args) -> CliResult {
             questions.truncate(n);
             texts.truncate(n);
         }
-        let bar = progress::bar((questions.len() + texts.len()) as u64, "utility", args.quiet);
-        let report = run_utility(&mut model, &questions, &texts, args.batch_size, &bootstrap, &mut |p| {
-            bar.set_length(p.total as u64);
-            bar.set_position(p.done as u64);
-        })?;
+        let bar = progress::bar(
+            (questions.len() + texts.len()) as u64,
+            "utility",
+            args.quiet,
+        );
+        let report = run_utility(
+            &mut model,
+            &questions,
+            &texts,
+            args.batch_size,
+            &bootstrap,
+            &mut |p| {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+            },
+        )?;
         bar.finish_and_clear();
         std::fs::create_dir_all(&args.out)?;
         let path = args.out.join("utility.aggregate.json");
         let json = serde_json::json!({ "meta": meta, "report": report });
-        deltaguard::delta_core::write_file_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        deltaguard::delta_core::write_file_atomic(
+            &path,
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
         let mc = &report.multiple_choice;
         println!("utility of {}", loaded.description);
-        println!("  acc            {:.3} [{:.3}, {:.3}] (n = {})", mc.acc.rate, mc.acc.ci_low, mc.acc.ci_high, mc.acc.n);
+        println!(
+            "  acc            {:.3} [{:.3}, {:.3}] (n = {})",
+            mc.acc.rate, mc.acc.ci_low, mc.acc.ci_high, mc.acc.n
+        );
         println!(
             "  acc_norm       {:.3} [{:.3}, {:.3}] (n = {})",
             mc.acc_norm.rate, mc.acc_norm.ci_low, mc.acc_norm.ci_high, mc.acc_norm.n
@@ -88,19 +110,30 @@ pub fn run(args: Args) -> CliResult {
     }
 
     let kind: SuiteKind = args.suite.parse()?;
-    let suite = builtin_suite(kind, args.seed)
-        .ok_or_else(|| format!("no built-in suite `{}` (harmful, backdoor, manipulation, utility)", args.suite))?;
+    let suite = builtin_suite(kind, args.seed).ok_or_else(|| {
+        format!(
+            "no built-in suite `{}` (harmful, backdoor, manipulation, utility)",
+            args.suite
+        )
+    })?;
     let suite = match args.limit {
         Some(n) => suite.limited(n),
         None => suite,
     };
     let settings = EvalSettings {
-        generation: GenerationSettings { max_new_tokens: args.max_new_tokens, ..Default::default() },
+        generation: GenerationSettings {
+            max_new_tokens: args.max_new_tokens,
+            ..Default::default()
+        },
         batch_size: args.batch_size,
         bootstrap,
         ..Default::default()
     };
-    let mut judge = if args.judge == "anchored" { KeywordJudge::anchored() } else { KeywordJudge::substring() };
+    let mut judge = if args.judge == "anchored" {
+        KeywordJudge::anchored()
+    } else {
+        KeywordJudge::substring()
+    };
     let bar = progress::bar(suite.items.len() as u64, &args.suite, args.quiet);
     let report = run_suite(&mut model, &mut judge, &suite, &settings, &mut |p| {
         bar.set_position(p.done as u64);

@@ -7,7 +7,9 @@ use std::io::Write;
 
 /// Generate a continuation of a prompt (greedy by default, or sampled with a seed).
 #[derive(clap::Args)]
-#[command(after_help = "EXAMPLE:\n  deltaguard generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n      --chat \"What is the capital of France?\" --greedy --max-new-tokens 32")]
+#[command(
+    after_help = "EXAMPLE:\n  deltaguard generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf \\\n      --chat \"What is the capital of France?\" --greedy --max-new-tokens 32"
+)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -54,19 +56,21 @@ pub fn run(args: Args) -> CliResult {
     let mut decoder = m.tokenizer.incremental_decoder(true);
     let mut stdout = std::io::stdout();
     let mut stream_err = None;
-    let out = m.model.generate_streaming(std::slice::from_ref(&ids), &config, |ev| {
-        if args.json || ev.is_stop {
-            return;
-        }
-        match decoder.push(ev.token) {
-            Ok(Some(text)) => {
-                let _ = write!(stdout, "{text}");
-                let _ = stdout.flush();
+    let out = m
+        .model
+        .generate_streaming(std::slice::from_ref(&ids), &config, |ev| {
+            if args.json || ev.is_stop {
+                return;
             }
-            Ok(None) => {}
-            Err(e) => stream_err = Some(e),
-        }
-    })?;
+            match decoder.push(ev.token) {
+                Ok(Some(text)) => {
+                    let _ = write!(stdout, "{text}");
+                    let _ = stdout.flush();
+                }
+                Ok(None) => {}
+                Err(e) => stream_err = Some(e),
+            }
+        })?;
     if let Some(e) = stream_err {
         return Err(e.into());
     }

@@ -32,20 +32,29 @@ pub struct PromptArgs {
 
 impl ModelArgs {
     pub fn load(&self) -> Result<LoadedModel<Backend>, Box<dyn std::error::Error>> {
-        Ok(load_model::<Backend>(&self.model, self.delta.as_deref(), &device())?)
+        Ok(load_model::<Backend>(
+            &self.model,
+            self.delta.as_deref(),
+            &device(),
+        )?)
     }
 }
 
 impl PromptArgs {
     /// The prompt as token ids.
-    pub fn token_ids(&self, m: &LoadedModel<Backend>) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+    pub fn token_ids(
+        &self,
+        m: &LoadedModel<Backend>,
+    ) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
         if let Some(t) = &self.tokens {
             if t.is_empty() {
                 return Err("--tokens: give at least one id".into());
             }
             let vocab = m.model.config().vocab_size;
             if let Some(bad) = t.iter().find(|&&id| id as usize >= vocab) {
-                return Err(format!("--tokens: id {bad} is outside the vocabulary (size {vocab})").into());
+                return Err(
+                    format!("--tokens: id {bad} is outside the vocabulary (size {vocab})").into(),
+                );
             }
             return Ok(t.clone());
         }

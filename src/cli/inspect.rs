@@ -51,20 +51,29 @@ pub fn run(args: Args) -> CliResult {
     }
     println!("{}", args.file.display());
     println!("  method             {}", file.method());
-    println!("  parameters         {}", serde_json::to_string(file.params())?);
+    println!(
+        "  parameters         {}",
+        serde_json::to_string(file.params())?
+    );
     println!("  base fingerprint   {}", file.base_fingerprint());
     if let Some(ft) = file.finetuned() {
         println!("  fine-tune          {ft}");
     }
     println!();
-    println!("  {:<52} {:>10} {:>16} {:>12}", "tensor", "kind", "shape", "bytes");
+    println!(
+        "  {:<52} {:>10} {:>16} {:>12}",
+        "tensor", "kind", "shape", "bytes"
+    );
     for e in file.entries() {
         let kind = match e.kind {
             EntryKind::Compressed => "compressed",
             EntryKind::Carried => "carried",
         };
         let shape = format!("{:?}", e.shape);
-        println!("  {:<52} {:>10} {:>16} {:>12}", e.name, kind, shape, e.storage_bytes);
+        println!(
+            "  {:<52} {:>10} {:>16} {:>12}",
+            e.name, kind, shape, e.storage_bytes
+        );
     }
     println!();
     println!(

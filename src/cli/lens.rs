@@ -6,8 +6,8 @@ use deltaguard::adapters::LlamaLens;
 use deltaguard::backend::{device, Backend};
 use deltaguard::model_io::{load_model, LoadedModel};
 use logit_lens::{
-    compare, CellColor, CurveChart, CurveOptions, Divergence, Heatmap, HeatmapOptions, LensModel, LensOptions,
-    Positions, TokenContrast,
+    compare, CellColor, CurveChart, CurveOptions, Divergence, Heatmap, HeatmapOptions, LensModel,
+    LensOptions, Positions, TokenContrast,
 };
 use std::path::PathBuf;
 
@@ -19,7 +19,9 @@ use std::path::PathBuf;
 /// divergences between models. Writes lens.json, a heatmap per model, a
 /// log_prob_diff curve chart and KL heatmaps against the base to --out.
 #[derive(clap::Args)]
-#[command(after_help = "EXAMPLE:\n  deltaguard lens --model base-dir --delta ft.delta.safetensors --delta ft-bitdelta.delta.safetensors \\\n      --chat \"How do I pick a lock?\" --out runs/lens")]
+#[command(
+    after_help = "EXAMPLE:\n  deltaguard lens --model base-dir --delta ft.delta.safetensors --delta ft-bitdelta.delta.safetensors \\\n      --chat \"How do I pick a lock?\" --out runs/lens"
+)]
 pub struct Args {
     /// Base model: a Hugging Face directory or a .gguf file.
     #[arg(long)]
@@ -44,11 +46,18 @@ pub struct Args {
 }
 
 fn file_stem(p: &std::path::Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().trim_end_matches(".safetensors").to_string()).unwrap_or_default()
+    p.file_name()
+        .map(|s| {
+            s.to_string_lossy()
+                .trim_end_matches(".safetensors")
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 pub fn run(args: Args) -> CliResult {
-    let mut loaded: Vec<(String, LoadedModel<Backend>)> = vec![("base".into(), load_model(&args.model, None, &device())?)];
+    let mut loaded: Vec<(String, LoadedModel<Backend>)> =
+        vec![("base".into(), load_model(&args.model, None, &device())?)];
     for d in &args.delta {
         let mut name = file_stem(d);
         while loaded.iter().any(|(n, _)| *n == name) {
@@ -57,8 +66,10 @@ pub fn run(args: Args) -> CliResult {
         loaded.push((name, load_model(&args.model, Some(d), &device())?));
     }
     let tokens = args.prompt.token_ids(&loaded[0].1)?;
-    let lenses: Vec<(String, LlamaLens<Backend>)> =
-        loaded.iter().map(|(n, m)| (n.clone(), LlamaLens { loaded: m })).collect();
+    let lenses: Vec<(String, LlamaLens<Backend>)> = loaded
+        .iter()
+        .map(|(n, m)| (n.clone(), LlamaLens { loaded: m }))
+        .collect();
     let contrast = TokenContrast::refusal_vs_compliance(&|w: &str| lenses[0].1.first_token(w))?;
     let options = LensOptions {
         top_k: args.top_k,
@@ -66,7 +77,10 @@ pub fn run(args: Args) -> CliResult {
         positions: args.last.map_or(Positions::All, Positions::Last),
         ..Default::default()
     };
-    let models: Vec<(&str, &dyn LensModel)> = lenses.iter().map(|(n, l)| (n.as_str(), l as &dyn LensModel)).collect();
+    let models: Vec<(&str, &dyn LensModel)> = lenses
+        .iter()
+        .map(|(n, l)| (n.as_str(), l as &dyn LensModel))
+        .collect();
     let comparison = compare(&models, &tokens, &options)?;
 
     std::fs::create_dir_all(&args.out)?;
@@ -74,15 +88,20 @@ pub fn run(args: Args) -> CliResult {
     let mut written = vec!["lens.json".to_string()];
     for report in &comparison.models {
         let name = format!("heatmap-{}.svg", report.model);
-        Heatmap::from_report(report, CellColor::TopProbability).write_svg(&args.out.join(&name), &HeatmapOptions::default())?;
+        Heatmap::from_report(report, CellColor::TopProbability)
+            .write_svg(&args.out.join(&name), &HeatmapOptions::default())?;
         written.push(name);
     }
     let last = *comparison.positions.last().ok_or("no positions decoded")?;
-    CurveChart::log_prob_diff(&comparison, last)?.write_svg(&args.out.join("log_prob_diff.svg"), &CurveOptions::default())?;
+    CurveChart::log_prob_diff(&comparison, last)?.write_svg(
+        &args.out.join("log_prob_diff.svg"),
+        &CurveOptions::default(),
+    )?;
     written.push("log_prob_diff.svg".into());
     for pair in comparison.pairs.iter().filter(|p| p.a == "base") {
         let name = format!("kl-base-vs-{}.svg", pair.b);
-        Heatmap::from_pair(&comparison, pair, Divergence::Kl)?.write_svg(&args.out.join(&name), &HeatmapOptions::default())?;
+        Heatmap::from_pair(&comparison, pair, Divergence::Kl)?
+            .write_svg(&args.out.join(&name), &HeatmapOptions::default())?;
         written.push(name);
     }
     if args.json {
@@ -99,7 +118,10 @@ pub fn run(args: Args) -> CliResult {
         }
         for r in &comparison.models {
             if let Some(d) = r.last_point_max_abs_logit_diff {
-                println!("  {}: last-layer lens vs model logits, max |diff| {d:.2e}", r.model);
+                println!(
+                    "  {}: last-layer lens vs model logits, max |diff| {d:.2e}",
+                    r.model
+                );
             }
         }
         println!("wrote {} to {}", written.join(", "), args.out.display());

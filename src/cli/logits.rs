@@ -27,18 +27,28 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let m = args.model.load()?;
     let ids = args.prompt.token_ids(&m)?;
-    let data = TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]);
+    let data = TensorData::new(
+        ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+        [1, ids.len()],
+    );
     let tokens = Tensor::<deltaguard::backend::Backend, 2, Int>::from_data(data, &device());
     let logits = m.model.forward(tokens);
     let [_, seq, vocab] = logits.dims();
-    let values: Vec<f32> = logits.into_data().convert::<f32>().to_vec().map_err(|e| format!("{e:?}"))?;
+    let values: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| format!("{e:?}"))?;
     let rows: Vec<&[f32]> = values.chunks(vocab).take(seq).collect();
 
     let top = |row: &[f32], k: usize| -> Vec<(u32, f32)> {
         let mut idx: Vec<u32> = (0..row.len() as u32).collect();
         // Highest logit first; ties by lower id, so output is deterministic.
         idx.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-        idx.into_iter().take(k).map(|i| (i, row[i as usize])).collect()
+        idx.into_iter()
+            .take(k)
+            .map(|i| (i, row[i as usize]))
+            .collect()
     };
     let token_str = |id: u32| m.tokenizer.id_to_token(id).unwrap_or_default();
 
@@ -68,7 +78,11 @@ pub fn run(args: Args) -> CliResult {
             .into_iter()
             .map(|(i, l)| format!("{:?} {l:.3}", token_str(i)))
             .collect();
-        println!("{pos:>4} {:>16} -> {}", format!("{:?}", token_str(*id)), best.join("  "));
+        println!(
+            "{pos:>4} {:>16} -> {}",
+            format!("{:?}", token_str(*id)),
+            best.join("  ")
+        );
     }
     Ok(())
 }

@@ -33,9 +33,13 @@ pub fn human_bytes(bytes: u64) -> String {
 /// Parse `5GB`, `500MB`, `2GiB`, `1000` (bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 5GB or 500MB"))?;
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as 5GB or 500MB"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" => 1e3,
@@ -44,7 +48,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kib" => 1024.0,
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit `{other}` (use B, kB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
     };
     Ok((num * mult) as u64)
 }
