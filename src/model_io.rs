@@ -75,17 +75,12 @@ impl<S: TensorSource + ?Sized> TensorSource for WithDeltaFile<'_, S> {
             None => self.base.read_f32(name),
             Some(EntryKind::Carried) => {
                 let t = self.delta.carried(name).map_err(delta_err)?;
-                let dtype = match t.dtype {
-                    safetensors::Dtype::F32 => delta_core::DType::F32,
-                    safetensors::Dtype::F16 => delta_core::DType::F16,
-                    safetensors::Dtype::BF16 => delta_core::DType::BF16,
-                    other => {
-                        return Err(LoadError::Delta {
-                            name: name.to_string(),
-                            reason: format!("unsupported carried dtype {other:?}"),
-                        })
+                let dtype = delta_core::DType::from_safetensors(t.dtype).ok_or_else(|| {
+                    LoadError::Delta {
+                        name: name.to_string(),
+                        reason: format!("unsupported carried dtype {:?}", t.dtype),
                     }
-                };
+                })?;
                 Ok(delta_core::dtype::decode(t.data, dtype))
             }
             Some(EntryKind::Compressed) => {

@@ -44,7 +44,17 @@ impl DType {
         }
     }
 
-    pub(crate) fn from_safetensors(d: safetensors::Dtype) -> Option<DType> {
+    /// The safetensors dtype of this element type.
+    pub fn to_safetensors(self) -> safetensors::Dtype {
+        match self {
+            DType::F32 => safetensors::Dtype::F32,
+            DType::F16 => safetensors::Dtype::F16,
+            DType::BF16 => safetensors::Dtype::BF16,
+        }
+    }
+
+    /// The element type of a safetensors dtype, `None` for non-float types.
+    pub fn from_safetensors(d: safetensors::Dtype) -> Option<DType> {
         match d {
             safetensors::Dtype::F32 => Some(DType::F32),
             safetensors::Dtype::F16 => Some(DType::F16),

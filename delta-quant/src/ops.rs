@@ -106,23 +106,6 @@ fn check_interrupt(flag: Option<&AtomicBool>, tensor: &str) -> Result<(), OpsErr
     Ok(())
 }
 
-fn to_st_dtype(d: DType) -> safetensors::Dtype {
-    match d {
-        DType::F32 => safetensors::Dtype::F32,
-        DType::F16 => safetensors::Dtype::F16,
-        DType::BF16 => safetensors::Dtype::BF16,
-    }
-}
-
-fn from_st_dtype(d: safetensors::Dtype) -> Option<DType> {
-    match d {
-        safetensors::Dtype::F32 => Some(DType::F32),
-        safetensors::Dtype::F16 => Some(DType::F16),
-        safetensors::Dtype::BF16 => Some(DType::BF16),
-        _ => None,
-    }
-}
-
 /// Compress the fine-tune of `pair` against its base into a delta file at
 /// `out`: selected tensors as compressed deltas, every other tensor carried
 /// from the fine-tune as stored.
@@ -169,7 +152,7 @@ pub fn compress_checkpoint(
                 let view = pair.finetuned().view(name)?;
                 writer.add_carried(
                     name,
-                    to_st_dtype(entry.info.dtype),
+                    entry.info.dtype.to_safetensors(),
                     &entry.info.shape,
                     view.bytes,
                 )?;
@@ -275,7 +258,7 @@ pub fn apply_delta_file(
             }
             EntryKind::Carried => {
                 let t = delta.carried(name)?;
-                let dtype = from_st_dtype(t.dtype).ok_or_else(|| {
+                let dtype = DType::from_safetensors(t.dtype).ok_or_else(|| {
                     incompatible(name, format!("unsupported dtype {:?}", t.dtype))
                 })?;
                 writer.write_tensor(name, dtype, t.shape, t.data)?;
