@@ -137,12 +137,16 @@ proptest! {
 
     #[test]
     fn multimask_error_non_increasing_in_k(d in matrix(), per_row in any::<bool>()) {
+        let norm2: f64 = d.data().iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         let mut prev = f64::INFINITY;
         for k in 1..=5 {
             let c = MultiMask::new(k, per_row).compress_matrix(&d, &ctx()).unwrap();
             let e = d.squared_error(&c.reconstruct());
-            // Exact in real arithmetic; allow f32 rounding of the residual.
-            prop_assert!(e <= prev * (1.0 + 1e-5) + 1e-12, "k={k}: {e} > {prev}");
+            // Exact in real arithmetic. f32 rounding of the reconstruction is
+            // relative to the delta's own size (a 40.0 entry rounds at ~2e-6),
+            // so the slack scales with ‖Δ‖², not with the (possibly ~0) error.
+            let slack = 1e-10 * norm2 + 1e-12;
+            prop_assert!(e <= prev * (1.0 + 1e-5) + slack, "k={k}: {e} > {prev}");
             prev = e;
         }
         // k = 1 is BitDelta.
