@@ -29,3 +29,4 @@ pub mod adapters;
 pub mod backend;
 pub mod model_io;
 pub mod progress;
+pub mod study;

@@ -14,7 +14,8 @@ mod cli;
 /// `logits` and `generate` run a model (HF directory or GGUF, optionally with a
 /// delta applied); `convert` turns a GGUF file into a HF directory. `eval` runs
 /// a safety or utility suite on a model; `score` re-scores saved generations;
-/// `lens` shows layer by layer where models differ (a logit lens).
+/// `lens` shows layer by layer where models differ (a logit lens); `heal`
+/// trains a BitDelta delta's scales against the fine-tune.
 #[derive(Parser)]
 #[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -33,6 +34,9 @@ enum Command {
     Eval(cli::eval::Args),
     Score(cli::score::Args),
     Lens(cli::lens::Args),
+    Heal(cli::heal::Args),
+    Finetune(cli::finetune::Args),
+    Study(cli::study::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,9 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval::run(a),
         Command::Score(a) => cli::score::run(a),
         Command::Lens(a) => cli::lens::run(a),
+        Command::Heal(a) => cli::heal::run(a),
+        Command::Finetune(a) => cli::finetune::run(a),
+        Command::Study(a) => cli::study::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

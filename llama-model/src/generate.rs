@@ -208,7 +208,8 @@ impl<B: Backend> Llama<B> {
         let attention_mask = padded
             .then(|| Tensor::<B, 2, Int>::from_data(TensorData::new(mask, [b, max_len]), &device));
 
-        let mut cache = KvCache::new(self.layers.len());
+        // Room for the prompt and every new token: the cache is never copied.
+        let mut cache = KvCache::with_capacity(self.layers.len(), max_len + config.max_new_tokens);
         let mut logits = self
             .forward_with(
                 tokens,

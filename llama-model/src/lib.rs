@@ -23,6 +23,9 @@
 //! | [`tokenizer`] | [`Tokenizer`], streaming [`IncrementalDecoder`] |
 //! | [`chat`] | HF chat templates ([`ChatTemplate`]) |
 //! | [`generate`] | greedy / sampled, batched, streaming generation |
+//! | [`heal`] | BitDelta scale distillation: train a delta file's scales against the fine-tune |
+//! | [`save`] | a model back out as a HF directory |
+//! | [`train`] | chat SFT (full / LoRA), AdamW, schedules |
 //!
 //! # Example
 //!
@@ -59,21 +62,28 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+mod fastpath;
 pub mod generate;
+pub mod heal;
 pub mod load;
 pub mod model;
 pub mod rope;
+pub mod save;
 pub mod tokenizer;
+pub mod train;
 
-pub use cache::KvCache;
+pub use cache::{KvCache, LayerCache, LayerSlot};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{ChatTemplateError, ConfigError, GenerateError, LoadError, TokenizerError};
 pub use generate::{GenerateConfig, Generation, Sampling, StopReason, TokenEvent};
+pub use heal::{
+    BaseAndDelta, Calibration, HealConfig, HealError, HealMode, HealObserver, HealReport, HealStep,
+};
 pub use load::{DeltaApplied, F32Tensor, NamedTensors, TensorSource};
 pub use model::{
     ForwardOptions, ForwardOutput, HiddenStates, LayerHidden, LinearWeight, Llama, LogitsMode,
-    LowRankDelta, SignDelta,
+    LoraDelta, LowRankDelta, SignDelta,
 };
 pub use tokenizer::{IncrementalDecoder, SpecialTokens, Tokenizer};
 pub mod gguf;

@@ -14,8 +14,9 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cache::KvCache;
+use crate::cache::{KvCache, LayerSlot};
 use crate::config::LlamaConfig;
+use crate::fastpath::{self, project};
 use crate::rope::RotaryEmbedding;
 
 // ---------------------------------------------------------------------------
@@ -38,17 +39,87 @@ pub enum LinearWeight<B: Backend> {
     SignDelta(SignDelta<B>),
     /// `W_base + down·up` (low-rank delta).
     LowRankDelta(LowRankDelta<B>),
+    /// `W_base + (α/r)·A·B` with trainable adapters (LoRA); see
+    /// [`crate::train`].
+    Lora(LoraDelta<B>),
 }
 
-/// `W_base + α·S` with `S ∈ {−1, +1}` and one scale per matrix (BitDelta).
+/// A LoRA adapter next to a frozen base: `x·W_base + (α/r)·dropout(x)·A·B`
+/// (Hu et al. 2021, as PEFT computes it: `A` Kaiming-uniform, `B` zero, so a
+/// fresh adapter leaves the model unchanged).
+#[derive(Module, Debug)]
+pub struct LoraDelta<B: Backend> {
+    /// `[in, out]` base weight (frozen while training).
+    pub base: Param<Tensor<B, 2>>,
+    /// `[in, r]` (PEFT's `lora_A` transposed).
+    pub a: Param<Tensor<B, 2>>,
+    /// `[r, out]` (PEFT's `lora_B` transposed).
+    pub b: Param<Tensor<B, 2>>,
+    /// `α / r`.
+    #[module(skip)]
+    pub scaling: f64,
+    /// Dropout probability on the adapter's input (training only).
+    #[module(skip)]
+    pub dropout: f64,
+}
+
+/// `W_base + Σ_k α_k ⊙ S_k`: `K` sign masks `S_k ∈ {−1, +1}`, each with its
+/// own scale — one per matrix, or one per output feature (BitDelta's
+/// per-row mode). `K = 1` is BitDelta (Liu et al. 2024, arXiv 2402.10193),
+/// `K > 1` multi-mask BitDelta (delta-quant's `multimask`: each mask fits the
+/// residual of the ones before it).
+///
+/// The signs are constants, never trained; `base` and `scale` are `Param`s,
+/// so scale distillation ([`crate::heal`]) trains `scale` with `base` frozen.
 #[derive(Module, Debug)]
 pub struct SignDelta<B: Backend> {
     /// `[in, out]` base weight.
     pub base: Param<Tensor<B, 2>>,
-    /// `[in, out]` signs (±1), a constant.
-    pub sign: Tensor<B, 2>,
-    /// `[1]` scale α.
-    pub scale: Param<Tensor<B, 1>>,
+    /// `[K, in, out]` signs (±1), a constant.
+    pub sign: Tensor<B, 3>,
+    /// `[K, 1]` (one scale per mask) or `[K, out]` (one per output feature,
+    /// i.e. per row of HF's `[out, in]` matrix).
+    pub scale: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> SignDelta<B> {
+    /// Number of masks `K`.
+    pub fn num_masks(&self) -> usize {
+        self.sign.dims()[0]
+    }
+
+    /// Whether each mask has one scale per output feature (rather than one).
+    pub fn per_row(&self) -> bool {
+        self.scale.val().dims()[1] != 1
+    }
+
+    /// `Δ̂ = Σ_k α_k ⊙ S_k` as an `[in, out]` matrix.
+    pub fn delta(&self) -> Tensor<B, 2> {
+        let [k, in_f, out_f] = self.sign.dims();
+        let n = self.scale.val().dims()[1];
+        self.sign
+            .clone()
+            .mul(self.scale.val().reshape([k, 1, n]))
+            .sum_dim(0)
+            .reshape([in_f, out_f])
+    }
+
+    /// The current scales, one `Vec` per mask (1 value, or one per output
+    /// feature in HF row order).
+    pub fn scales(&self) -> Vec<Vec<f32>> {
+        let [k, n] = self.scale.val().dims();
+        let flat: Vec<f32> = self
+            .scale
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        if flat.len() != k * n {
+            return vec![Vec::new(); k];
+        }
+        flat.chunks(n.max(1)).map(<[f32]>::to_vec).collect()
+    }
 }
 
 /// `W_base + down·up` with `down` `[in, r]` and `up` `[r, out]`.
@@ -80,21 +151,49 @@ impl<B: Backend> LinearWeight<B> {
 
     /// Keeps this (dense) weight as the base and adds a BitDelta term
     /// `α·sign`, `sign_hf` in HF's `[out, in]` layout (values ±1; 0 counts as +1).
+    ///
+    /// # Panics
+    /// If `sign_hf` does not hold `out · in` values.
     pub fn with_sign_delta(self, sign_hf: &[f32], scale: f32) -> Self {
+        self.with_sign_masks(&[(sign_hf, &[scale])])
+    }
+
+    /// Keeps this (dense) weight as the base and adds `K` sign masks with
+    /// their scales (multi-mask BitDelta): each entry of `masks` is
+    /// `(signs, scales)`, signs in HF's `[out, in]` layout (values ±1; 0
+    /// counts as +1) and either one scale or one per output feature (HF row).
+    /// Every mask must have the same number of scales.
+    ///
+    /// # Panics
+    /// If `masks` is empty, a mask does not hold `out · in` values, or the
+    /// scale counts are not all 1 or all `out`.
+    pub fn with_sign_masks(self, masks: &[(&[f32], &[f32])]) -> Self {
+        assert!(!masks.is_empty(), "need at least one sign mask");
         let base = self.dense();
         let [in_f, out_f] = base.dims();
         let device = base.device();
-        let signs: Vec<f32> = sign_hf
-            .iter()
-            .map(|&x| if x < 0.0 { -1.0 } else { 1.0 })
-            .collect();
+        let n = masks[0].1.len();
+        assert!(
+            n == 1 || n == out_f,
+            "{n} scales for {out_f} output features (need 1 or {out_f})"
+        );
+        let mut signs = Vec::with_capacity(masks.len() * in_f * out_f);
+        let mut scales = Vec::with_capacity(masks.len() * n);
+        for (sign_hf, scale) in masks {
+            assert_eq!(sign_hf.len(), out_f * in_f, "sign mask length");
+            assert_eq!(scale.len(), n, "every mask needs the same number of scales");
+            let pm: Vec<f32> = sign_hf
+                .iter()
+                .map(|&x| if x < 0.0 { -1.0 } else { 1.0 })
+                .collect();
+            signs.extend(transpose(&pm, out_f, in_f));
+            scales.extend_from_slice(scale);
+        }
+        let k = masks.len();
         Self::SignDelta(SignDelta {
             base: Param::from_tensor(base),
-            sign: hf_matrix(&signs, out_f, in_f, &device),
-            scale: Param::from_tensor(Tensor::from_data(
-                TensorData::new(vec![scale], [1]),
-                &device,
-            )),
+            sign: Tensor::from_data(TensorData::new(signs, [k, in_f, out_f]), &device),
+            scale: Param::from_tensor(Tensor::from_data(TensorData::new(scales, [k, n]), &device)),
         })
     }
 
@@ -117,13 +216,23 @@ impl<B: Backend> LinearWeight<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Self::Dense(w) => linear(x, w.val(), None),
-            Self::SignDelta(d) => {
-                let scale = d.scale.val().reshape([1usize; D]);
-                let delta = linear(x.clone(), d.sign.clone(), None).mul(scale);
-                linear(x, d.base.val(), None).add(delta)
-            }
+            // One matmul with the materialized `W_base + Δ̂` is cheaper than
+            // K + 1 (forward and backward) for any batch of more than a few
+            // tokens, and the scales' gradient is then `Σ S_k ⊙ ∂W`.
+            Self::SignDelta(d) => linear(x, d.base.val().add(d.delta()), None),
             Self::LowRankDelta(d) => {
                 let delta = linear(linear(x.clone(), d.down.val(), None), d.up.val(), None);
+                linear(x, d.base.val(), None).add(delta)
+            }
+            Self::Lora(d) => {
+                // Dropout only acts on an autodiff backend (training).
+                let xd = if d.dropout > 0.0 && B::ad_enabled(&x.device()) {
+                    burn::nn::DropoutConfig::new(d.dropout).init().forward(x.clone())
+                } else {
+                    x.clone()
+                };
+                let delta = linear(linear(xd, d.a.val(), None), d.b.val(), None)
+                    .mul_scalar(d.scaling);
                 linear(x, d.base.val(), None).add(delta)
             }
         }
@@ -133,11 +242,12 @@ impl<B: Backend> LinearWeight<B> {
     pub fn dense(&self) -> Tensor<B, 2> {
         match self {
             Self::Dense(w) => w.val(),
-            Self::SignDelta(d) => d
+            Self::SignDelta(d) => d.base.val().add(d.delta()),
+            Self::LowRankDelta(d) => d.base.val().add(d.down.val().matmul(d.up.val())),
+            Self::Lora(d) => d
                 .base
                 .val()
-                .add(d.sign.clone().mul(d.scale.val().reshape([1, 1]))),
-            Self::LowRankDelta(d) => d.base.val().add(d.down.val().matmul(d.up.val())),
+                .add(d.a.val().matmul(d.b.val()).mul_scalar(d.scaling)),
         }
     }
 
@@ -147,6 +257,7 @@ impl<B: Backend> LinearWeight<B> {
             Self::Dense(w) => w.val().dims(),
             Self::SignDelta(d) => d.base.val().dims(),
             Self::LowRankDelta(d) => d.base.val().dims(),
+            Self::Lora(d) => d.base.val().dims(),
         }
     }
 }
@@ -225,44 +336,32 @@ pub struct Attention<B: Backend> {
 
 impl<B: Backend> Attention<B> {
     /// `x` `[b, s, hidden]`; `mask` `[b, 1, s, t]`, true where a key must be
-    /// ignored; `cache` the layer's past keys/values, extended in place.
+    /// ignored; `cache` the layer's place in a [`KvCache`]: its past
+    /// keys/values, to which this call's are appended.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
         mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        cache: Option<LayerSlot<'_, B>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward(x.clone())
+        let q = project(&self.q_proj, x.clone())
             .reshape([b, s, h, d])
             .swap_dims(1, 2);
-        let k = self
-            .k_proj
-            .forward(x.clone())
+        let k = project(&self.k_proj, x.clone())
             .reshape([b, s, kv, d])
             .swap_dims(1, 2);
-        let v = self
-            .v_proj
-            .forward(x)
+        let v = project(&self.v_proj, x)
             .reshape([b, s, kv, d])
             .swap_dims(1, 2);
         let q = RotaryEmbedding::apply(q, cos, sin);
         let k = RotaryEmbedding::apply(k, cos, sin);
 
         let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-                    None => (k, v),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v)
-            }
+            Some(slot) => slot.append(k, v),
             None => (k, v),
         };
         let t = k.dims()[2];
@@ -287,7 +386,7 @@ impl<B: Backend> Attention<B> {
             .reshape([b, h, s, d])
             .swap_dims(1, 2)
             .reshape([b, s, h * d]);
-        self.o_proj.forward(out)
+        project(&self.o_proj, out)
     }
 }
 
@@ -309,8 +408,8 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `[b, s, hidden]` → `[b, s, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate.mul(self.up_proj.forward(x)))
+        let gate = silu(project(&self.gate_proj, x.clone()));
+        project(&self.down_proj, gate.mul(project(&self.up_proj, x)))
     }
 }
 
@@ -339,7 +438,7 @@ impl<B: Backend> DecoderLayer<B> {
         cos: &Tensor<B, 4>,
         sin: &Tensor<B, 4>,
         mask: Option<&Tensor<B, 4, Bool>>,
-        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        cache: Option<LayerSlot<'_, B>>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let attn = self.self_attn.forward(
             self.input_layernorm.forward(x.clone()),
@@ -704,9 +803,14 @@ impl<B: Backend> Llama<B> {
         }
 
         let normed = self.norm.forward(x);
-        let logits = match options.logits {
-            LogitsMode::All => self.unembed(normed.clone()),
-            LogitsMode::Last => self.unembed(normed.clone().narrow(1, s - 1, 1)),
+        let head_input = match options.logits {
+            LogitsMode::All => normed.clone(),
+            LogitsMode::Last => normed.clone().narrow(1, s - 1, 1),
+        };
+        // `unembed`, on the fast path where the backend allows it.
+        let logits = match &self.lm_head {
+            Some(head) => project(head, head_input),
+            None => fastpath::linear(head_input, self.embed_tokens.val().transpose()),
         };
         let hidden = captured.map(|layers| HiddenStates {
             layers,

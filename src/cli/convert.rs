@@ -38,7 +38,7 @@ pub struct Args {
     quiet: bool,
 }
 
-fn parse_dtype(s: &str) -> Result<DType, String> {
+pub(crate) fn parse_dtype(s: &str) -> Result<DType, String> {
     DType::parse(s).ok_or_else(|| format!("`{s}`: expected f32, f16 or bf16"))
 }
 

@@ -4,12 +4,15 @@ pub mod apply;
 pub mod compress;
 pub mod convert;
 pub mod eval;
+pub mod finetune;
 pub mod generate;
+pub mod heal;
 pub mod input;
 pub mod inspect;
 pub mod lens;
 pub mod logits;
 pub mod score;
+pub mod study;
 
 /// What every subcommand returns.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;

@@ -1,0 +1,15 @@
+//! `deltaguard study`: which delta compression keeps fine-tuning attacks
+//! out, and at what utility cost — the paper's table, end to end.
+//!
+//! Building blocks: [`tokenizer`] (the embedded default's byte-level BPE),
+//! [`grid`] (attacks × strengths × methods, cell keys), [`cell`] (evaluating
+//! one model for one attack, and the resumable cell cache), [`report`] and
+//! [`plots`] (report.md, report.json, samples.jsonl, SVGs).
+
+pub mod cell;
+pub mod embedded;
+pub mod grid;
+pub mod plots;
+pub mod report;
+pub mod run;
+pub mod tokenizer;
