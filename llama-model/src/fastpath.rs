@@ -12,18 +12,20 @@
 //! [`linear`] computes `x · W` straight from the tensors' memory when the
 //! backend is burn-ndarray with f32 tensors: a matrix–vector kernel for a
 //! few rows (decoding: each weight read once, split over the rayon threads)
-//! and matrixmultiply's `sgemm` on the original strides for more rows
-//! (prefill: no copies). Any other backend — including `Autodiff<NdArray>`
+//! and ndarray's matrix product on the original strides for more rows
+//! (prefill: no copies; matrixmultiply, or OpenBLAS with the `blas` feature). Any other backend — including `Autodiff<NdArray>`
 //! used for training, whose tensors are not `NdArrayTensor`s — and any
 //! other dtype takes Burn's generic `linear`, so the model stays generic
 //! and differentiable.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 
 use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, Ix2};
 use rayon::prelude::*;
 
 use crate::model::LinearWeight;
@@ -31,15 +33,25 @@ use crate::model::LinearWeight;
 /// At most this many rows go through the matrix–vector kernel; more use sgemm.
 const MAX_VECTOR_ROWS: usize = 8;
 /// Products smaller than this many weight entries run on one thread.
-const PARALLEL_MIN_WEIGHTS: usize = 1 << 15;
+const PARALLEL_MIN_WEIGHTS: usize = 1 << 18;
 
 /// `x · W` for `x` `[..., in]` and `W` `[in, out]`, as
 /// `burn::tensor::module::linear(x, w, None)` computes it.
+///
+/// Other backends get a two-dimensional `matmul` of the flattened rows:
+/// `linear` would reshape the weight to `[1, …, in, out]`, which copies a
+/// transposed weight (the tied LM head) on burn-flex and CUDA, and copies
+/// any weight on burn-ndarray (twice, with the reshape inside `matmul`).
 pub(crate) fn linear<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 2>) -> Tensor<B, D> {
-    match ndarray_linear(&x, &w) {
-        Some(y) => y,
-        None => burn::tensor::module::linear(x, w, None),
+    if let Some(y) = ndarray_linear(&x, &w) {
+        return y;
     }
+    let dims = x.dims();
+    let (k, n) = (dims[D - 1], w.dims()[1]);
+    let m = dims[..D - 1].iter().product::<usize>();
+    let mut out = dims;
+    out[D - 1] = n;
+    x.reshape([m, k]).matmul(w).reshape(out)
 }
 
 /// `weight.forward(x)`, through [`linear`] for a dense weight.
@@ -50,6 +62,68 @@ pub(crate) fn project<B: Backend, const D: usize>(
     match weight {
         LinearWeight::Dense(w) => linear(x, w.val()),
         other => other.forward(x),
+    }
+}
+
+/// `silu(gate) · up`, the SwiGLU product of the MLP.
+///
+/// On burn-ndarray (f32, no autodiff) it is one pass over the two inputs;
+/// on other backends without autodiff, `g / (1 + e^(−g)) · u` (one
+/// exponential, where Burn's `sigmoid` takes two and a logarithm); under
+/// autodiff, Burn's `silu`, whose gradient is safe for any input.
+pub(crate) fn swiglu<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
+    if let Some(y) = ndarray_swiglu(&gate, &up) {
+        return y;
+    }
+    if B::ad_enabled(&gate.device()) {
+        burn::tensor::activation::silu(gate).mul(up)
+    } else {
+        gate.clone().div(gate.neg().exp().add_scalar(1.0)).mul(up)
+    }
+}
+
+fn ndarray_swiglu<B: Backend, const D: usize>(
+    gate: &Tensor<B, D>,
+    up: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    let TensorPrimitive::Float(gp) = gate.clone().into_primitive() else {
+        return None;
+    };
+    let TensorPrimitive::Float(up_p) = up.clone().into_primitive() else {
+        return None;
+    };
+    let (NdArrayTensor::F32(gs), NdArrayTensor::F32(us)) =
+        (as_ndarray_f32(&gp)?, as_ndarray_f32(&up_p)?)
+    else {
+        return None;
+    };
+    let (gv, uv) = (gs.view(), us.view());
+    if gv.shape() != uv.shape() {
+        return None;
+    }
+    let (g, u) = (gv.to_slice()?, uv.to_slice()?);
+    let out: Vec<f32> = g
+        .iter()
+        .zip(u)
+        .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+        .collect();
+    Some(Tensor::from_data(
+        TensorData::new(out, gv.shape().to_vec()),
+        &gate.device(),
+    ))
+}
+
+/// Runs `f` on a thread of rayon's pool when `B` is burn-ndarray (whose
+/// operations and the kernels here split their work over that pool), so
+/// that the calling thread does not hand every parallel operation to the
+/// pool and sleep until it is done: one thread fewer competing for the
+/// cores, and no wake-up per operation. Other backends run `f` in place.
+pub(crate) fn in_pool<B: Backend, R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let ndarray = TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<NdArrayTensor>();
+    if !ndarray || rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
     }
 }
 
@@ -108,27 +182,12 @@ fn ndarray_linear<B: Backend, const D: usize>(
         let wt = wv.reversed_axes().to_slice()?;
         matvec_col_major(&xs, m, k, wt, n, &mut out);
     } else {
-        // SAFETY: the pointers and strides describe the live views `xs`
-        // (row-major `[m, k]`), `wv` (`[k, n]` with its own strides) and
-        // `out` (row-major `[m, n]`); sgemm reads and writes within them.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                xs.as_ptr(),
-                k as isize,
-                1,
-                wv.as_ptr(),
-                rs,
-                cs,
-                0.0,
-                out.as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
+        // ndarray's product on the original strides: matrixmultiply, or
+        // OpenBLAS's sgemm with the `blas` feature.
+        let x2 = ArrayView2::from_shape((m, k), &xs[..]).ok()?;
+        let w2 = wv.into_dimensionality::<Ix2>().ok()?;
+        let mut y2 = ArrayViewMut2::from_shape((m, n), &mut out[..]).ok()?;
+        general_mat_mul(1.0, &x2, &w2, 0.0, &mut y2);
     }
     Some(Tensor::from_data(
         TensorData::new(out, out_shape),
@@ -415,40 +474,5 @@ mod tests {
         let x = Tensor::<A, 2>::ones([1, 4], &device);
         let w = Tensor::<A, 2>::ones([4, 3], &device);
         assert!(ndarray_linear(&x, &w).is_none(), "autodiff tensors take Burn's path");
-    }
-}
-
-#[cfg(test)]
-mod kernel_timing {
-    use super::*;
-    use std::time::Instant;
-
-    /// Scratch timing of the kernels on weights streamed from DRAM (not a test).
-    #[test]
-    #[ignore]
-    fn time_kernels() {
-        for &(k, n) in &[(576usize, 1536usize), (1536, 576), (576, 576), (576, 49152)] {
-            let copies = (128 << 20) / (k * n * 4) + 1;
-            let ws: Vec<Vec<f32>> = (0..copies)
-                .map(|c| (0..k * n).map(|i| ((i * 7919 + c) % 1000) as f32 * 1e-3).collect())
-                .collect();
-            let x: Vec<f32> = (0..k).map(|i| (i % 13) as f32 * 0.1).collect();
-            let xn: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.1).collect();
-            let mut out = vec![0f32; n];
-            let mut outk = vec![0f32; k];
-            let reps = 3 * copies;
-            for variant in 0..2 {
-                let t = Instant::now();
-                for r in 0..reps {
-                    let w = &ws[r % copies];
-                    match variant {
-                        0 => matvec_row_major(&x, 1, k, w, n, &mut out),
-                        _ => matvec_col_major(&xn, 1, n, w, k, &mut outk),
-                    }
-                }
-                let s = t.elapsed().as_secs_f64() / reps as f64;
-                println!("k={k} n={n} variant {variant}: {:.1} us, {:.1} GB/s", s * 1e6, (k * n * 4) as f64 / s / 1e9);
-            }
-        }
     }
 }

@@ -7,7 +7,7 @@
 //! `[in, out]` (Burn's convention); Hugging Face stores `[out, in]`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Bool, Int, Tensor, TensorData};
@@ -305,9 +305,8 @@ impl<B: Backend> RmsNorm<B> {
     /// Normalizes over the last dimension of `[b, s, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [_, _, n] = x.dims();
-        let variance = x.clone().square().mean_dim(2);
-        let normed = x.mul(variance.add_scalar(self.eps).sqrt().recip());
-        normed.mul(self.weight.val().reshape([1, 1, n]))
+        let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
+        x.div(rms).mul(self.weight.val().reshape([1, 1, n]))
     }
 }
 
@@ -408,8 +407,9 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// `[b, s, hidden]` → `[b, s, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(project(&self.gate_proj, x.clone()));
-        project(&self.down_proj, gate.mul(project(&self.up_proj, x)))
+        let gate = project(&self.gate_proj, x.clone());
+        let up = project(&self.up_proj, x);
+        project(&self.down_proj, fastpath::swiglu(gate, up))
     }
 }
 
@@ -733,6 +733,15 @@ impl<B: Backend> Llama<B> {
     ///
     /// Hidden states are only kept when `options.capture_hidden` is set.
     pub fn forward_with(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        options: ForwardOptions<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> ForwardOutput<B> {
+        fastpath::in_pool::<B, _>(|| self.forward_impl(tokens, options, cache))
+    }
+
+    fn forward_impl(
         &self,
         tokens: Tensor<B, 2, Int>,
         options: ForwardOptions<B>,

@@ -62,6 +62,16 @@ pub struct Args {
     /// Seed of everything random.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Attack fine-tuning learning rate (default 1e-3 for the embedded
+    /// model, 5e-5 — Qi et al.'s — for --model / --base).
+    #[arg(long)]
+    attack_lr: Option<f64>,
+    /// --align: safety-tuning epochs.
+    #[arg(long, default_value_t = 1)]
+    align_epochs: usize,
+    /// --align: safety-tuning learning rate.
+    #[arg(long, default_value_t = 5e-5)]
+    align_lr: f64,
     /// Where built base models are cached.
     #[arg(long, default_value = "models")]
     cache: PathBuf,
@@ -88,6 +98,8 @@ impl StudyProgress for Bar {
 
 pub fn run(args: Args) -> CliResult {
     let started = Instant::now();
+    // Provenance taken now, so the report records when the run started.
+    let mut meta = RunMeta::new(args.seed, "");
     let stop = progress::interrupt_flag();
     let preset = if args.quick {
         Preset::Quick
@@ -112,6 +124,10 @@ pub fn run(args: Args) -> CliResult {
     let mut config = StudyConfig::new(grid, budget);
     config.seed = args.seed;
     config.budget.seed = args.seed;
+    let real_model = args.model.is_some() || args.base.is_some();
+    config.attack_lr = args
+        .attack_lr
+        .unwrap_or(if real_model { 5e-5 } else { 1e-3 });
     let out = args.out.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -130,7 +146,7 @@ pub fn run(args: Args) -> CliResult {
         }];
         (base.clone(), format!("{} with fine-tune {}", base.display(), ft.display()))
     } else if let Some(model) = &args.model {
-        let dir = prepare_model(model, args.align, &args.cache, args.seed, &bar)?;
+        let dir = prepare_model(model, &args, &bar)?;
         let desc = format!(
             "{}{}",
             model.display(),
@@ -159,18 +175,17 @@ pub fn run(args: Args) -> CliResult {
     };
     let cells = run_grid(&base_dir, &config, &out, &mut display, stop)?;
     display.bar.finish_and_clear();
-    write(&out, &cells, &config, &base_desc, args.seed, started)
+    meta.base_model = base_desc;
+    write(&out, &cells, &config, meta, started)
 }
 
 fn write(
     out: &Path,
     cells: &[CellResult],
     config: &StudyConfig,
-    base: &str,
-    seed: u64,
+    mut meta: RunMeta,
     started: Instant,
 ) -> CliResult {
-    let mut meta = RunMeta::new(seed, base);
     meta.runtime_seconds = started.elapsed().as_secs_f64();
     meta.parameters = serde_json::json!({
         "backend": backend::NAME,
@@ -194,11 +209,10 @@ fn write(
 /// safety-tuned (cached under `cache`).
 fn prepare_model(
     model: &Path,
-    align: bool,
-    cache: &Path,
-    seed: u64,
+    args: &Args,
     bar: &ProgressBar,
 ) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let (align, cache, seed) = (args.align, &args.cache, args.seed);
     if !align && !is_gguf(model) {
         return Ok(model.to_path_buf());
     }
@@ -206,10 +220,14 @@ fn prepare_model(
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| "model".into());
-    let target = cache.join(format!(
-        "{stem}{}-seed{seed}",
-        if align { "-aligned" } else { "-hf" }
-    ));
+    let target = cache.join(if align {
+        format!(
+            "{stem}-aligned-e{}-lr{:e}-seed{seed}",
+            args.align_epochs, args.align_lr
+        )
+    } else {
+        format!("{stem}-hf")
+    });
     if target.join("config.json").is_file() {
         return Ok(target);
     }
@@ -226,8 +244,8 @@ fn prepare_model(
         let convs: Vec<_> = examples.iter().map(to_conversation).collect();
         let data = tokenize_dataset(&loaded.tokenizer, &loaded.chat_template, &convs, 256)?;
         let cfg = TrainConfig {
-            epochs: 1,
-            lr: 2e-5,
+            epochs: args.align_epochs,
+            lr: args.align_lr,
             batch_size: 8,
             schedule: ScheduleKind::Cosine,
             warmup_ratio: 0.05,

@@ -74,7 +74,7 @@ impl StudyConfig {
             attack_batch: 10,
             attack_examples: 60,
             max_len: 256,
-            heal_steps: 100,
+            heal_steps: 60,
             heal_seq_len: 64,
             finetuned: None,
         }

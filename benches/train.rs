@@ -1,0 +1,396 @@
+//! One full fine-tuning step of SmolLM2-135M-Instruct in f32 on the CPU —
+//! batch 4 × 128 tokens, every weight trainable, AdamW (lr 1e-5) — deltaguard
+//! (Burn autodiff on burn-ndarray) against PyTorch + transformers on the same
+//! machine, in the same run, from the same weights and the same token batch.
+//! Reports seconds per step on each side, their ratio, and where the time goes
+//! (forward + loss, backward, optimizer) on both sides.
+//!
+//! Run: `scripts/fetch-smollm2.sh && cargo bench --bench train`.
+//! PyTorch is optional (`pip install torch transformers`; the interpreter is
+//! `$PYTHON`, else `python3`); without it the comparison is skipped with a
+//! message. Both sides use 2 threads. Set `DELTAGUARD_BENCH_SKIP_TORCH=1` to
+//! time deltaguard alone (e.g. under `perf record`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use burn::backend::Autodiff;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::{Int, Tensor, TensorData};
+use criterion::{criterion_group, criterion_main, Criterion};
+use deltaguard::backend::{device, Backend, NAME};
+use deltaguard::delta_core::{DType, WriteOptions};
+use deltaguard::model_io::load_model;
+use llama_model::save::save_hf_dir;
+use llama_model::train::loss::masked_cross_entropy;
+use llama_model::train::{train, Quiet, ScheduleKind, TokenizedExample, TrainConfig};
+use llama_model::{ForwardOptions, Llama};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type B = Autodiff<Backend>;
+
+const BATCH: usize = 4;
+const SEQ: usize = 128;
+const LR: f64 = 1e-5;
+/// Timed steps after one warm-up step (which also allocates AdamW's state).
+const STEPS: usize = 5;
+/// Steps of the `train` loop run for comparison (the first is not counted).
+const ENGINE_STEPS: usize = 3;
+
+fn gguf_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The same f32 weights as a HF directory for PyTorch (written once; the
+/// same directory `benches/llama.rs` uses).
+fn hf_dir(loaded: &deltaguard::model_io::LoadedModel<B>) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/smollm2-135m-f32");
+    if dir.join("model.safetensors").exists() {
+        return dir;
+    }
+    save_hf_dir(
+        &loaded.model,
+        &loaded.tokenizer,
+        Some(&loaded.chat_template),
+        &dir,
+        DType::F32,
+        WriteOptions {
+            overwrite: true,
+            ..Default::default()
+        },
+    )
+    .expect("writing the HF directory for PyTorch")
+}
+
+/// The random batch: `BATCH` rows of `SEQ` token ids, seeded.
+fn token_rows(vocab: usize) -> Vec<Vec<u32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    (0..BATCH)
+        .map(|_| {
+            (0..SEQ)
+                .map(|_| rng.random_range(0..vocab as u32))
+                .collect()
+        })
+        .collect()
+}
+
+/// What transformers computes for `model(input_ids=ids, labels=ids)`: the
+/// logits of all `SEQ` positions, the loss over the `SEQ - 1` that have a
+/// next token, averaged over `BATCH · (SEQ - 1)` tokens.
+struct StepInputs {
+    inputs: Tensor<B, 2, Int>,
+    targets: Tensor<B, 2, Int>,
+    weights: Tensor<B, 2>,
+    normalizer: f64,
+}
+
+fn step_inputs(rows: &[Vec<u32>]) -> StepInputs {
+    let mut inputs = Vec::with_capacity(BATCH * SEQ);
+    let mut targets = Vec::with_capacity(BATCH * SEQ);
+    let mut weights = Vec::with_capacity(BATCH * SEQ);
+    for row in rows {
+        for j in 0..SEQ {
+            inputs.push(row[j] as i64);
+            targets.push(row.get(j + 1).map_or(0, |&t| t as i64));
+            weights.push(if j + 1 < SEQ { 1.0f32 } else { 0.0 });
+        }
+    }
+    let dev = device();
+    StepInputs {
+        inputs: Tensor::from_data(TensorData::new(inputs, [BATCH, SEQ]), &dev),
+        targets: Tensor::from_data(TensorData::new(targets, [BATCH, SEQ]), &dev),
+        weights: Tensor::from_data(TensorData::new(weights, [BATCH, SEQ]), &dev),
+        normalizer: (BATCH * (SEQ - 1)) as f64,
+    }
+}
+
+/// Seconds of each phase of one step, and the loss before it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Split {
+    forward: f64,
+    backward: f64,
+    optimizer: f64,
+    loss: f64,
+}
+
+impl Split {
+    fn total(&self) -> f64 {
+        self.forward + self.backward + self.optimizer
+    }
+}
+
+/// HF's AdamW defaults apart from the learning rate (`TrainConfig::default`).
+fn adamw() -> impl Optimizer<Llama<B>, B> {
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.0)
+        .init::<B, Llama<B>>()
+}
+
+/// One step, built from the pieces `llama_model::train::train` uses (without
+/// its gradient-norm clipping). burn-ndarray runs eagerly, so wall-clock
+/// time between the calls is the time of each phase.
+fn step(
+    model: Llama<B>,
+    optim: &mut impl Optimizer<Llama<B>, B>,
+    b: &StepInputs,
+) -> (Llama<B>, Split) {
+    let t0 = Instant::now();
+    let logits = model
+        .forward_with(b.inputs.clone(), ForwardOptions::default(), None)
+        .logits;
+    let loss = masked_cross_entropy(logits, b.targets.clone(), b.weights.clone(), b.normalizer);
+    let t1 = Instant::now();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let t2 = Instant::now();
+    let model = optim.step(LR, model, grads);
+    let t3 = Instant::now();
+    let loss = loss
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_or(f64::NAN, |v| v[0]);
+    let split = Split {
+        forward: (t1 - t0).as_secs_f64(),
+        backward: (t2 - t1).as_secs_f64(),
+        optimizer: (t3 - t2).as_secs_f64(),
+        loss,
+    };
+    (model, split)
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// Timed steps summarized two ways: the per-phase medians (robust to a
+/// loaded machine) and the fastest step (closest to a quiet machine).
+struct Summary {
+    median: Split,
+    best: Split,
+}
+
+fn summarize(steps: &[Split], loss0: f64) -> Summary {
+    let phase = |f: fn(&Split) -> f64| median(&steps.iter().map(f).collect::<Vec<_>>());
+    let best = steps
+        .iter()
+        .copied()
+        .min_by(|a, b| a.total().total_cmp(&b.total()))
+        .unwrap_or_default();
+    Summary {
+        median: Split {
+            forward: phase(|s| s.forward),
+            backward: phase(|s| s.backward),
+            optimizer: phase(|s| s.optimizer),
+            loss: loss0,
+        },
+        best: Split {
+            loss: loss0,
+            ..best
+        },
+    }
+}
+
+/// PyTorch's figures (`scripts/torch_train_step.py`).
+struct Torch {
+    version: String,
+    summary: Summary,
+}
+
+fn pytorch(dir: &Path, rows: &[Vec<u32>]) -> Result<Torch, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tokens = root.join("target/bench-data/train-batch.json");
+    let tmp = tokens.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(rows).map_err(|e| e.to_string())?)
+        .and_then(|()| std::fs::rename(&tmp, &tokens))
+        .map_err(|e| format!("{}: {e}", tokens.display()))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(root.join("scripts/torch_train_step.py"))
+        .arg("--model")
+        .arg(dir)
+        .arg("--tokens")
+        .arg(&tokens)
+        .args(["--warmup", "1", "--steps", &STEPS.to_string()])
+        .args(["--lr", &LR.to_string(), "--threads", "2"])
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().last().unwrap_or("no message").to_string());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("bad output from the script: {e}"))?;
+    let phase = |k: &str| -> Result<Vec<f64>, String> {
+        Ok(v[k]
+            .as_array()
+            .ok_or_else(|| format!("no '{k}' in the script's output"))?
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect())
+    };
+    let (f, b, o) = (
+        phase("forward_s")?,
+        phase("backward_s")?,
+        phase("optimizer_s")?,
+    );
+    if f.is_empty() || f.len() != b.len() || f.len() != o.len() {
+        return Err("the script's phase timings do not line up".into());
+    }
+    let loss0 = v["loss0"].as_f64().unwrap_or(f64::NAN);
+    let steps: Vec<Split> = (0..f.len())
+        .map(|i| Split {
+            forward: f[i],
+            backward: b[i],
+            optimizer: o[i],
+            loss: loss0,
+        })
+        .collect();
+    Ok(Torch {
+        version: format!(
+            "PyTorch {} + transformers {}, {} threads",
+            v["torch"].as_str().unwrap_or("?"),
+            v["transformers"].as_str().unwrap_or("?"),
+            v["threads"]
+        ),
+        summary: summarize(&steps, loss0),
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let gguf = gguf_path();
+    if !gguf.exists() {
+        eprintln!("SKIPPED train bench: run scripts/fetch-smollm2.sh first");
+        return;
+    }
+    let loaded = load_model::<B>(&gguf, None, &device()).expect("loading SmolLM2");
+    let vocab = loaded.model.config().vocab_size;
+    let rows = token_rows(vocab);
+    let inputs = step_inputs(&rows);
+    let params: usize = burn::module::Module::num_params(&loaded.model);
+
+    // Criterion: the whole step (the optimizer state carries over between
+    // iterations, as in training).
+    let mut optim = adamw();
+    let mut model = Some(loaded.model.clone());
+    let mut group = c.benchmark_group("smollm2-135m-train-f32");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(30));
+    group.bench_function("step-4x128-adamw", |bch| {
+        bch.iter(|| {
+            let (m, split) = step(model.take().unwrap(), &mut optim, &inputs);
+            model = Some(m);
+            split.loss
+        })
+    });
+    group.finish();
+    drop((model, optim));
+
+    // The same step outside criterion, phase by phase, from fresh weights
+    // and a fresh optimizer (the first step's loss is comparable with PyTorch's).
+    let mut optim = adamw();
+    let mut model = loaded.model.clone();
+    let mut splits = Vec::with_capacity(STEPS + 1);
+    for _ in 0..=STEPS {
+        let (m, s) = step(model, &mut optim, &inputs);
+        model = m;
+        splits.push(s);
+    }
+    drop((model, optim));
+    let ours = summarize(&splits[1..], splits[0].loss);
+
+    // The engine itself: `train` with its defaults (gradient norm clipped
+    // at 1), constant lr, ENGINE_STEPS steps of BATCH sequences of SEQ
+    // tokens (each example has SEQ + 1 ids so that the inputs are SEQ wide).
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let data: Vec<TokenizedExample> = (0..BATCH * ENGINE_STEPS)
+        .map(|_| {
+            TokenizedExample::plain(
+                (0..=SEQ)
+                    .map(|_| rng.random_range(0..vocab as u32))
+                    .collect(),
+            )
+        })
+        .collect();
+    let config = TrainConfig {
+        epochs: 1,
+        lr: LR,
+        batch_size: BATCH,
+        schedule: ScheduleKind::Constant,
+        max_len: SEQ + 1,
+        ..TrainConfig::default()
+    };
+    let outcome = train(loaded.model.clone(), &data, &config, 0, &mut Quiet).expect("train");
+    let elapsed: Vec<f64> = outcome.history.iter().map(|s| s.elapsed_s).collect();
+    // Steps after the first (which allocates AdamW's state).
+    let engine_step = (elapsed[elapsed.len() - 1] - elapsed[0]) / (elapsed.len() - 1) as f64;
+    drop(outcome);
+    let hf = hf_dir(&loaded);
+    drop(loaded);
+
+    println!(
+        "\n== SmolLM2-135M full fine-tuning step, batch {BATCH} x {SEQ} tokens, AdamW lr {LR}, f32, {NAME} =="
+    );
+    println!(
+        "{params} trainable parameters; {STEPS} timed steps after 1 warm-up step on each side; \
+         'median' = per-phase medians, 'best' = the fastest step"
+    );
+    let row = |who: &str, s: &Split| {
+        println!(
+            "{who:<18} step {:.3} s = forward+loss {:.3} s ({:.0} %) + backward {:.3} s ({:.0} %) + optimizer {:.3} s ({:.0} %); first-step loss {:.4}",
+            s.total(),
+            s.forward,
+            100.0 * s.forward / s.total(),
+            s.backward,
+            100.0 * s.backward / s.total(),
+            s.optimizer,
+            100.0 * s.optimizer / s.total(),
+            s.loss
+        )
+    };
+    row("deltaguard median", &ours.median);
+    row("deltaguard best", &ours.best);
+    println!(
+        "deltaguard `train` loop (gradient-norm clipping on): {engine_step:.3} s per step (mean of {})",
+        ENGINE_STEPS - 1
+    );
+    if std::env::var_os("DELTAGUARD_BENCH_SKIP_TORCH").is_some() {
+        println!("PyTorch comparison skipped (DELTAGUARD_BENCH_SKIP_TORCH is set)");
+        return;
+    }
+    match pytorch(&hf, &rows) {
+        Ok(t) => {
+            row("PyTorch median", &t.summary.median);
+            row("PyTorch best", &t.summary.best);
+            println!("({})", t.version);
+            let ratio = |which: &str, p: &Split, o: &Split| {
+                println!(
+                    "ratio {which} (PyTorch time / deltaguard time, >1 = deltaguard faster): step {:.2}x; \
+                     forward {:.2}x, backward {:.2}x, optimizer {:.2}x",
+                    p.total() / o.total(),
+                    p.forward / o.forward,
+                    p.backward / o.backward,
+                    p.optimizer / o.optimizer
+                )
+            };
+            ratio("median", &t.summary.median, &ours.median);
+            ratio("best", &t.summary.best, &ours.best);
+        }
+        Err(e) => println!("PyTorch comparison skipped: {e}"),
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

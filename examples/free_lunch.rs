@@ -1,0 +1,64 @@
+//! A reduced free-lunch study written against the library API: one attack
+//! (alignment breaking) at two strengths, three compression methods, a small
+//! evaluation budget — a starting point for building your own grid.
+//!
+//! ```text
+//! cargo run --release --example free_lunch -- [BASE_HF_DIR] [OUT]
+//! ```
+//! Without BASE_HF_DIR it uses (building it once, ~3 minutes on 2 cores) the
+//! embedded default model that `deltaguard study` uses, cached in `models/`.
+
+use deltaguard::study::cell::EvalBudget;
+use deltaguard::study::embedded::{build_embedded_base, EmbeddedConfig};
+use deltaguard::study::grid::{method_by_key, AttackSpec, Grid, Strength};
+use deltaguard::study::report::{write_report, ReportOptions, RunMeta};
+use deltaguard::study::run::{run_grid, StudyConfig, StudyProgress};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+/// Prints each stage as it starts.
+struct Print;
+impl StudyProgress for Print {
+    fn stage(&mut self, done: usize, total: usize, what: &str) {
+        println!("[{done}/{total}] {what}");
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let started = std::time::Instant::now();
+    let mut args = std::env::args().skip(1);
+    let stop = AtomicBool::new(false);
+    let base = match args.next() {
+        Some(dir) => PathBuf::from(dir),
+        None => build_embedded_base(
+            &EmbeddedConfig::default(),
+            "models".as_ref(),
+            &mut |phase, step, total, loss| {
+                if step == total {
+                    println!("embedded base: {phase} done, loss {loss:.3}");
+                }
+            },
+            &stop,
+        )?,
+    };
+    let out = PathBuf::from(args.next().unwrap_or_else(|| "runs/free_lunch".into()));
+
+    // The grid: one attack, two strengths, the full fine-tune and three methods.
+    let grid = Grid {
+        attacks: vec![AttackSpec::parse("alignment_breaking")?],
+        strengths: vec![Strength::epochs(1), Strength::epochs(3)],
+        methods: ["none", "bitdelta", "rtn-2", "svd-8"]
+            .iter()
+            .map(|k| method_by_key(k))
+            .collect::<Result<_, _>>()?,
+    };
+    let config = StudyConfig::new(grid, EvalBudget::quick());
+
+    // Run (cells are cached in OUT/cells: a rerun resumes), then report.
+    let cells = run_grid(&base, &config, &out, &mut Print, &stop)?;
+    let mut meta = RunMeta::new(config.seed, base.display().to_string());
+    meta.runtime_seconds = started.elapsed().as_secs_f64();
+    let files = write_report(&out, &meta, &cells, &ReportOptions::default())?;
+    println!("{}", std::fs::read_to_string(&files.markdown)?);
+    Ok(())
+}
