@@ -122,12 +122,21 @@ fn read_bandwidth() -> f64 {
     (v.len() * 4) as f64 / best
 }
 
+/// The 1-minute load average (Linux), to tell a loaded machine from a quiet one.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "n/a".into())
+}
+
 fn bench(c: &mut Criterion) {
     let gguf = gguf_path();
     if !gguf.exists() {
         eprintln!("SKIPPED llama bench: run scripts/fetch-smollm2.sh first");
         return;
     }
+    let load_before = load_average();
     let m = load_model::<Backend>(&gguf, None, &device()).unwrap();
     let cfg = m.model.config().clone();
     let prompt: Vec<i64> = (1000..1000 + PREFILL as i64).collect();
@@ -229,6 +238,11 @@ fn bench(c: &mut Criterion) {
         }
         None => println!("PyTorch not available: ratios skipped"),
     }
+    println!(
+        "1-minute load average: {load_before} at start, {} at end ({} CPUs)",
+        load_average(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 }
 
 criterion_group!(benches, bench);

@@ -5,14 +5,21 @@
 //! Reports seconds per step on each side, their ratio, and where the time goes
 //! (forward + loss, backward, optimizer) on both sides.
 //!
+//! The two sides take turns, one step each (PyTorch runs in a Python process
+//! that waits for a line on stdin before each step), so that on a shared
+//! machine both see the same load; the ratio is the median of the per-pair
+//! ratios.
+//!
 //! Run: `scripts/fetch-smollm2.sh && cargo bench --bench train`.
 //! PyTorch is optional (`pip install torch transformers`; the interpreter is
 //! `$PYTHON`, else `python3`); without it the comparison is skipped with a
 //! message. Both sides use 2 threads. Set `DELTAGUARD_BENCH_SKIP_TORCH=1` to
 //! time deltaguard alone (e.g. under `perf record`).
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
@@ -21,7 +28,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion};
 use deltaguard::backend::{device, Backend, NAME};
 use deltaguard::delta_core::{DType, WriteOptions};
-use deltaguard::model_io::load_model;
+use deltaguard::model_io::{load_model, LoadedModel};
 use llama_model::save::save_hf_dir;
 use llama_model::train::loss::masked_cross_entropy;
 use llama_model::train::{train, Quiet, ScheduleKind, TokenizedExample, TrainConfig};
@@ -34,19 +41,24 @@ type B = Autodiff<Backend>;
 const BATCH: usize = 4;
 const SEQ: usize = 128;
 const LR: f64 = 1e-5;
-/// Timed steps after one warm-up step (which also allocates AdamW's state).
+/// Timed steps per side after one warm-up step (which also allocates
+/// AdamW's state).
 const STEPS: usize = 5;
 /// Steps of the `train` loop run for comparison (the first is not counted).
 const ENGINE_STEPS: usize = 3;
 
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn gguf_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// The same f32 weights as a HF directory for PyTorch (written once; the
 /// same directory `benches/llama.rs` uses).
-fn hf_dir(loaded: &deltaguard::model_io::LoadedModel<B>) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/smollm2-135m-f32");
+fn hf_dir(loaded: &LoadedModel<B>) -> PathBuf {
+    let dir = root().join("target/bench-data/smollm2-135m-f32");
     if dir.join("model.safetensors").exists() {
         return dir;
     }
@@ -201,70 +213,106 @@ fn summarize(steps: &[Split], loss0: f64) -> Summary {
     }
 }
 
-/// PyTorch's figures (`scripts/torch_train_step.py`).
-struct Torch {
+/// `scripts/torch_train_step.py --serve`: PyTorch holding the same model
+/// and batch, one step per request.
+struct TorchServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    log: PathBuf,
     version: String,
-    summary: Summary,
 }
 
-fn pytorch(dir: &Path, rows: &[Vec<u32>]) -> Result<Torch, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tokens = root.join("target/bench-data/train-batch.json");
-    let tmp = tokens.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(rows).map_err(|e| e.to_string())?)
-        .and_then(|()| std::fs::rename(&tmp, &tokens))
-        .map_err(|e| format!("{}: {e}", tokens.display()))?;
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python)
-        .arg(root.join("scripts/torch_train_step.py"))
-        .arg("--model")
-        .arg(dir)
-        .arg("--tokens")
-        .arg(&tokens)
-        .args(["--warmup", "1", "--steps", &STEPS.to_string()])
-        .args(["--lr", &LR.to_string(), "--threads", "2"])
-        .output()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err.lines().last().unwrap_or("no message").to_string());
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("bad output from the script: {e}"))?;
-    let phase = |k: &str| -> Result<Vec<f64>, String> {
-        Ok(v[k]
-            .as_array()
-            .ok_or_else(|| format!("no '{k}' in the script's output"))?
-            .iter()
-            .filter_map(|x| x.as_f64())
-            .collect())
-    };
-    let (f, b, o) = (
-        phase("forward_s")?,
-        phase("backward_s")?,
-        phase("optimizer_s")?,
-    );
-    if f.is_empty() || f.len() != b.len() || f.len() != o.len() {
-        return Err("the script's phase timings do not line up".into());
-    }
-    let loss0 = v["loss0"].as_f64().unwrap_or(f64::NAN);
-    let steps: Vec<Split> = (0..f.len())
-        .map(|i| Split {
-            forward: f[i],
-            backward: b[i],
-            optimizer: o[i],
-            loss: loss0,
-        })
-        .collect();
-    Ok(Torch {
-        version: format!(
+impl TorchServer {
+    fn start(dir: &Path, rows: &[Vec<u32>]) -> Result<Self, String> {
+        let data = root().join("target/bench-data");
+        let tokens = data.join("train-batch.json");
+        let tmp = tokens.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(rows).map_err(|e| e.to_string())?)
+            .and_then(|()| std::fs::rename(&tmp, &tokens))
+            .map_err(|e| format!("{}: {e}", tokens.display()))?;
+        let log = data.join("torch_train_step.log");
+        let log_file = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(&python)
+            .arg(root().join("scripts/torch_train_step.py"))
+            .arg("--model")
+            .arg(dir)
+            .arg("--tokens")
+            .arg(&tokens)
+            .args(["--lr", &LR.to_string(), "--threads", "2", "--serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut server = Self {
+            child,
+            stdin,
+            stdout,
+            log,
+            version: String::new(),
+        };
+        let ready = server.read()?;
+        if ready["ready"] != serde_json::Value::Bool(true) {
+            return Err(format!("unexpected first line from the script: {ready}"));
+        }
+        server.version = format!(
             "PyTorch {} + transformers {}, {} threads",
-            v["torch"].as_str().unwrap_or("?"),
-            v["transformers"].as_str().unwrap_or("?"),
-            v["threads"]
-        ),
-        summary: summarize(&steps, loss0),
-    })
+            ready["torch"].as_str().unwrap_or("?"),
+            ready["transformers"].as_str().unwrap_or("?"),
+            ready["threads"]
+        );
+        Ok(server)
+    }
+
+    /// The next JSON line, or the last line of the script's stderr if it ended.
+    fn read(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            let _ = self.child.wait();
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            return Err(log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("the script ended without a message")
+                .to_string());
+        }
+        serde_json::from_str(&line).map_err(|e| format!("bad line from the script ({e}): {line}"))
+    }
+
+    fn step(&mut self) -> Result<Split, String> {
+        let stdin = self.stdin.as_mut().ok_or("the script's stdin is closed")?;
+        stdin
+            .write_all(b"step\n")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| e.to_string())?;
+        let v = self.read()?;
+        let get = |k: &str| {
+            v[k].as_f64()
+                .ok_or_else(|| format!("no '{k}' in the script's answer: {v}"))
+        };
+        Ok(Split {
+            forward: get("forward_s")?,
+            backward: get("backward_s")?,
+            optimizer: get("optimizer_s")?,
+            loss: get("loss")?,
+        })
+    }
+}
+
+impl Drop for TorchServer {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // EOF ends the script's loop
+        let _ = self.child.wait();
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -298,18 +346,40 @@ fn bench(c: &mut Criterion) {
     group.finish();
     drop((model, optim));
 
-    // The same step outside criterion, phase by phase, from fresh weights
-    // and a fresh optimizer (the first step's loss is comparable with PyTorch's).
+    // The same step phase by phase, from fresh weights and a fresh
+    // optimizer, taking turns with PyTorch.
+    let mut torch = if std::env::var_os("DELTAGUARD_BENCH_SKIP_TORCH").is_some() {
+        println!("\nPyTorch comparison skipped (DELTAGUARD_BENCH_SKIP_TORCH is set)");
+        None
+    } else {
+        match TorchServer::start(&hf_dir(&loaded), &rows) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                println!("\nPyTorch comparison skipped: {e}");
+                None
+            }
+        }
+    };
     let mut optim = adamw();
     let mut model = loaded.model.clone();
-    let mut splits = Vec::with_capacity(STEPS + 1);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..=STEPS {
         let (m, s) = step(model, &mut optim, &inputs);
         model = m;
-        splits.push(s);
+        ours.push(s);
+        if let Some(t) = torch.as_mut() {
+            match t.step() {
+                Ok(s) => theirs.push(s),
+                Err(e) => {
+                    println!("PyTorch comparison stopped: {e}");
+                    theirs.clear();
+                    torch = None;
+                }
+            }
+        }
     }
-    drop((model, optim));
-    let ours = summarize(&splits[1..], splits[0].loss);
+    let torch_version = torch.as_ref().map(|t| t.version.clone());
+    drop((model, optim, torch));
 
     // The engine itself: `train` with its defaults (gradient norm clipped
     // at 1), constant lr, ENGINE_STEPS steps of BATCH sequences of SEQ
@@ -337,19 +407,19 @@ fn bench(c: &mut Criterion) {
     // Steps after the first (which allocates AdamW's state).
     let engine_step = (elapsed[elapsed.len() - 1] - elapsed[0]) / (elapsed.len() - 1) as f64;
     drop(outcome);
-    let hf = hf_dir(&loaded);
     drop(loaded);
 
     println!(
         "\n== SmolLM2-135M full fine-tuning step, batch {BATCH} x {SEQ} tokens, AdamW lr {LR}, f32, {NAME} =="
     );
     println!(
-        "{params} trainable parameters; {STEPS} timed steps after 1 warm-up step on each side; \
-         'median' = per-phase medians, 'best' = the fastest step"
+        "{params} trainable parameters; {STEPS} timed steps per side after 1 warm-up step, \
+         the sides taking turns; 'median' = per-phase medians, 'best' = the fastest step"
     );
     let row = |who: &str, s: &Split| {
         println!(
-            "{who:<18} step {:.3} s = forward+loss {:.3} s ({:.0} %) + backward {:.3} s ({:.0} %) + optimizer {:.3} s ({:.0} %); first-step loss {:.4}",
+            "{who:<18} step {:.3} s = forward+loss {:.3} s ({:.0} %) + backward {:.3} s ({:.0} %) \
+             + optimizer {:.3} s ({:.0} %); first-step loss {:.4}",
             s.total(),
             s.forward,
             100.0 * s.forward / s.total(),
@@ -360,36 +430,43 @@ fn bench(c: &mut Criterion) {
             s.loss
         )
     };
-    row("deltaguard median", &ours.median);
-    row("deltaguard best", &ours.best);
+    let ours_sum = summarize(&ours[1..], ours[0].loss);
+    row("deltaguard median", &ours_sum.median);
+    row("deltaguard best", &ours_sum.best);
     println!(
         "deltaguard `train` loop (gradient-norm clipping on): {engine_step:.3} s per step (mean of {})",
         ENGINE_STEPS - 1
     );
-    if std::env::var_os("DELTAGUARD_BENCH_SKIP_TORCH").is_some() {
-        println!("PyTorch comparison skipped (DELTAGUARD_BENCH_SKIP_TORCH is set)");
+    let Some(version) = torch_version.filter(|_| theirs.len() == ours.len()) else {
         return;
-    }
-    match pytorch(&hf, &rows) {
-        Ok(t) => {
-            row("PyTorch median", &t.summary.median);
-            row("PyTorch best", &t.summary.best);
-            println!("({})", t.version);
-            let ratio = |which: &str, p: &Split, o: &Split| {
-                println!(
-                    "ratio {which} (PyTorch time / deltaguard time, >1 = deltaguard faster): step {:.2}x; \
-                     forward {:.2}x, backward {:.2}x, optimizer {:.2}x",
-                    p.total() / o.total(),
-                    p.forward / o.forward,
-                    p.backward / o.backward,
-                    p.optimizer / o.optimizer
-                )
-            };
-            ratio("median", &t.summary.median, &ours.median);
-            ratio("best", &t.summary.best, &ours.best);
-        }
-        Err(e) => println!("PyTorch comparison skipped: {e}"),
-    }
+    };
+    let theirs_sum = summarize(&theirs[1..], theirs[0].loss);
+    row("PyTorch median", &theirs_sum.median);
+    row("PyTorch best", &theirs_sum.best);
+    println!("({version})");
+    let pairs: Vec<f64> = theirs[1..]
+        .iter()
+        .zip(&ours[1..])
+        .map(|(t, o)| t.total() / o.total())
+        .collect();
+    println!(
+        "ratio, PyTorch time / deltaguard time (>1 = deltaguard faster): median over the step pairs {:.2}x \
+         (pairs: {}); best step vs best step {:.2}x",
+        median(&pairs),
+        pairs
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        theirs_sum.best.total() / ours_sum.best.total()
+    );
+    let (t, o) = (&theirs_sum.median, &ours_sum.median);
+    println!(
+        "per phase (medians): forward+loss {:.2}x, backward {:.2}x, optimizer {:.2}x",
+        t.forward / o.forward,
+        t.backward / o.backward,
+        t.optimizer / o.optimizer
+    );
 }
 
 criterion_group!(benches, bench);

@@ -26,7 +26,10 @@ struct PrintLoss;
 impl TrainObserver<Autodiff<Backend>> for PrintLoss {
     fn on_step(&mut self, s: &StepStats, _: &Llama<Autodiff<Backend>>) -> Result<(), String> {
         if s.step % 5 == 0 || s.step == s.total_steps {
-            println!("step {:>3}/{} loss {:.4} lr {:.2e}", s.step, s.total_steps, s.loss, s.lr);
+            println!(
+                "step {:>3}/{} loss {:.4} lr {:.2e}",
+                s.step, s.total_steps, s.loss, s.lr
+            );
         }
         Ok(())
     }
@@ -59,7 +62,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. The model, on an autodiff backend, and the data in its chat template.
     let loaded = load_model::<Autodiff<Backend>>(&model_path, None, &device())?;
-    let data = tokenize_dataset(&loaded.tokenizer, &loaded.chat_template, &conversations, 256)?;
+    let data = tokenize_dataset(
+        &loaded.tokenizer,
+        &loaded.chat_template,
+        &conversations,
+        256,
+    )?;
 
     // 3. Qi et al.'s recipe (5 epochs, batch 10), with a learning rate raised
     //    for a model this small.

@@ -1,8 +1,6 @@
 //! The backend the CLI and examples run on, chosen by cargo feature, never by
 //! editing code: burn-ndarray on the CPU by default, burn-flex on the CPU with
 //! `--features flex`, CUDA with `--features cuda` (which wins if both are set).
-//! `--features blas` keeps burn-ndarray and runs its matrix products on the
-//! system OpenBLAS.
 
 #[cfg(not(any(feature = "cuda", feature = "flex")))]
 mod chosen {
@@ -13,11 +11,7 @@ mod chosen {
         burn::backend::ndarray::NdArrayDevice::Cpu
     }
     /// Human-readable name for reports.
-    #[cfg(not(feature = "blas"))]
     pub const NAME: &str = "burn-ndarray (CPU, f32)";
-    /// Human-readable name for reports.
-    #[cfg(feature = "blas")]
-    pub const NAME: &str = "burn-ndarray + OpenBLAS (CPU, f32)";
 }
 
 #[cfg(all(feature = "flex", not(feature = "cuda")))]

@@ -97,7 +97,11 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) 
 
 fn assert_same(a: &[serde_json::Value], b: &[serde_json::Value]) {
     assert_eq!(a.len(), b.len());
-    let d = first_difference(&serde_json::Value::Array(a.to_vec()), &serde_json::Value::Array(b.to_vec()), String::new());
+    let d = first_difference(
+        &serde_json::Value::Array(a.to_vec()),
+        &serde_json::Value::Array(b.to_vec()),
+        String::new(),
+    );
     assert!(d.is_none(), "differs at {}", d.unwrap());
 }
 
@@ -120,7 +124,10 @@ fn reduced_grid_runs_resumes_and_reproduces() {
     let (cells, stages) = run(&out);
     // 1 base cell + 2 strengths × 4 methods.
     assert_eq!(cells.len(), 9);
-    assert!(stages.iter().any(|s| s.contains("attack fine-tune")), "{stages:?}");
+    assert!(
+        stages.iter().any(|s| s.contains("attack fine-tune")),
+        "{stages:?}"
+    );
     for c in &cells {
         assert!((0.0..=1.0).contains(&c.risk.rate), "{:?}", c.cell.key);
         assert_eq!(c.risk.n, 4);
@@ -134,7 +141,9 @@ fn reduced_grid_runs_resumes_and_reproduces() {
     let healed = cells.iter().find(|c| c.cell.method.heal).unwrap();
     assert_eq!(healed.extra["heal"]["steps"], 3);
     // The snapshots and delta files are where a user would look for them.
-    assert!(out.join("work/alignment_breaking/ep2/finetuned/config.json").is_file());
+    assert!(out
+        .join("work/alignment_breaking/ep2/finetuned/config.json")
+        .is_file());
     assert!(out
         .join("work/alignment_breaking/ep1/bitdelta.delta.safetensors")
         .is_file());

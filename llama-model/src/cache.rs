@@ -65,9 +65,7 @@ impl<B: Backend> LayerCache<B> {
             layer.keys = grow(layer.keys);
             layer.values = grow(layer.values);
         }
-        layer.keys = layer
-            .keys
-            .slice_assign([0..b, 0..kv, start..end, 0..d], k);
+        layer.keys = layer.keys.slice_assign([0..b, 0..kv, start..end, 0..d], k);
         layer.values = layer
             .values
             .slice_assign([0..b, 0..kv, start..end, 0..d], v);
@@ -231,7 +229,12 @@ mod tests {
             let mut slot = None;
             let mut last = None;
             for p in &parts {
-                last = Some(LayerCache::append(&mut slot, p.clone(), p.clone().neg(), capacity));
+                last = Some(LayerCache::append(
+                    &mut slot,
+                    p.clone(),
+                    p.clone().neg(),
+                    capacity,
+                ));
             }
             let (k, v) = last.unwrap();
             assert_eq!(k.dims(), [2, 3, 10, 4], "capacity {capacity}");
@@ -256,7 +259,13 @@ mod tests {
         cache.select_rows(&[1]);
         assert_eq!(cache.batch_size(), 1);
         let layer = cache.layers[0].as_ref().unwrap();
-        let kept: Vec<f32> = layer.keys.clone().narrow(2, 0, 2).into_data().to_vec().unwrap();
+        let kept: Vec<f32> = layer
+            .keys
+            .clone()
+            .narrow(2, 0, 2)
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert_eq!(kept, vec![4.0, 5.0, 6.0, 7.0]);
     }
 }

@@ -13,7 +13,7 @@
 //! backend is burn-ndarray with f32 tensors: a matrix–vector kernel for a
 //! few rows (decoding: each weight read once, split over the rayon threads)
 //! and ndarray's matrix product on the original strides for more rows
-//! (prefill: no copies; matrixmultiply, or OpenBLAS with the `blas` feature). Any other backend — including `Autodiff<NdArray>`
+//! (prefill: no copies; matrixmultiply's kernels). Any other backend — including `Autodiff<NdArray>`
 //! used for training, whose tensors are not `NdArrayTensor`s — and any
 //! other dtype takes Burn's generic `linear`, so the model stays generic
 //! and differentiable.
@@ -71,7 +71,10 @@ pub(crate) fn project<B: Backend, const D: usize>(
 /// on other backends without autodiff, `g / (1 + e^(−g)) · u` (one
 /// exponential, where Burn's `sigmoid` takes two and a logarithm); under
 /// autodiff, Burn's `silu`, whose gradient is safe for any input.
-pub(crate) fn swiglu<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
+pub(crate) fn swiglu<B: Backend, const D: usize>(
+    gate: Tensor<B, D>,
+    up: Tensor<B, D>,
+) -> Tensor<B, D> {
     if let Some(y) = ndarray_swiglu(&gate, &up) {
         return y;
     }
@@ -182,8 +185,7 @@ fn ndarray_linear<B: Backend, const D: usize>(
         let wt = wv.reversed_axes().to_slice()?;
         matvec_col_major(&xs, m, k, wt, n, &mut out);
     } else {
-        // ndarray's product on the original strides: matrixmultiply, or
-        // OpenBLAS's sgemm with the `blas` feature.
+        // ndarray's product (matrixmultiply) on the original strides.
         let x2 = ArrayView2::from_shape((m, k), &xs[..]).ok()?;
         let w2 = wv.into_dimensionality::<Ix2>().ok()?;
         let mut y2 = ArrayViewMut2::from_shape((m, n), &mut out[..]).ok()?;
@@ -452,7 +454,14 @@ mod tests {
 
     #[test]
     fn matches_burn_linear_for_every_path() {
-        for &(m, k, n) in &[(1, 7, 5), (1, 64, 1000), (3, 130, 2100), (8, 33, 17), (9, 40, 50), (20, 64, 3000)] {
+        for &(m, k, n) in &[
+            (1, 7, 5),
+            (1, 64, 1000),
+            (3, 130, 2100),
+            (8, 33, 17),
+            (9, 40, 50),
+            (20, 64, 3000),
+        ] {
             check(m, k, n, false);
             check(m, k, n, true);
         }
@@ -473,6 +482,9 @@ mod tests {
         type A = burn::backend::Autodiff<NdArray<f32>>;
         let x = Tensor::<A, 2>::ones([1, 4], &device);
         let w = Tensor::<A, 2>::ones([4, 3], &device);
-        assert!(ndarray_linear(&x, &w).is_none(), "autodiff tensors take Burn's path");
+        assert!(
+            ndarray_linear(&x, &w).is_none(),
+            "autodiff tensors take Burn's path"
+        );
     }
 }

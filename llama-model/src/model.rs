@@ -227,12 +227,14 @@ impl<B: Backend> LinearWeight<B> {
             Self::Lora(d) => {
                 // Dropout only acts on an autodiff backend (training).
                 let xd = if d.dropout > 0.0 && B::ad_enabled(&x.device()) {
-                    burn::nn::DropoutConfig::new(d.dropout).init().forward(x.clone())
+                    burn::nn::DropoutConfig::new(d.dropout)
+                        .init()
+                        .forward(x.clone())
                 } else {
                     x.clone()
                 };
-                let delta = linear(linear(xd, d.a.val(), None), d.b.val(), None)
-                    .mul_scalar(d.scaling);
+                let delta =
+                    linear(linear(xd, d.a.val(), None), d.b.val(), None).mul_scalar(d.scaling);
                 linear(x, d.base.val(), None).add(delta)
             }
         }

@@ -12,7 +12,10 @@ use llama_model::train::{
     add_lora, load_chat_file, merge_lora, tokenize_chat, tokenize_dataset, train, LoraConfig,
     Quiet, ScheduleKind, TokenizedExample, TrainConfig,
 };
-use llama_model::{ChatMessage, ChatTemplate, ForwardOptions, GenerateConfig, Llama, LlamaConfig, LinearWeight, Tokenizer};
+use llama_model::{
+    ChatMessage, ChatTemplate, ForwardOptions, GenerateConfig, LinearWeight, Llama, LlamaConfig,
+    Tokenizer,
+};
 
 type Ad = Autodiff<NdArray>;
 
@@ -47,7 +50,12 @@ fn loss_of<B: Backend>(model: &Llama<B>, example: &TokenizedExample) -> Tensor<B
     let logits = model
         .forward_with(batch.inputs, ForwardOptions::default(), None)
         .logits;
-    masked_cross_entropy(logits, batch.targets, batch.weights, batch.loss_tokens as f64)
+    masked_cross_entropy(
+        logits,
+        batch.targets,
+        batch.weights,
+        batch.loss_tokens as f64,
+    )
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
@@ -132,7 +140,13 @@ fn analytic_grad(
     }
     if let Some(rest) = name.strip_suffix(".input_layernorm.weight") {
         let layer: usize = rest.rsplit('.').next().unwrap().parse().unwrap();
-        return flat(model.layers[layer].input_layernorm.weight.grad(grads).unwrap());
+        return flat(
+            model.layers[layer]
+                .input_layernorm
+                .weight
+                .grad(grads)
+                .unwrap(),
+        );
     }
     let shape = &hf[name].shape; // [out, in]
     let LinearWeight::Dense(w) = model.linear(name).unwrap() else {
@@ -176,7 +190,10 @@ fn only_assistant_tokens_are_targets() {
     let model = Llama::<NdArray>::random(LlamaConfig::tiny(), &device, 1);
     let batch = collate::<NdArray>(&[&ex], 0, &device);
     let logits = model.forward(Tensor::<NdArray, 2, Int>::from_data(
-        TensorData::new(ex.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ex.ids.len()]),
+        TensorData::new(
+            ex.ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [1, ex.ids.len()],
+        ),
         &device,
     ));
     let logp: Vec<f32> = burn::tensor::activation::log_softmax(logits, 2)
@@ -217,7 +234,11 @@ fn datasets_load_with_line_numbers_in_errors() {
     assert_eq!(convs.len(), 2);
     assert_eq!(convs[1][0].content, "Add\n\n2+2");
     let alpaca = dir.path().join("alpaca.json");
-    std::fs::write(&alpaca, r#"[{"instruction":"Say hi","input":"","output":"hi"}]"#).unwrap();
+    std::fs::write(
+        &alpaca,
+        r#"[{"instruction":"Say hi","input":"","output":"hi"}]"#,
+    )
+    .unwrap();
     assert_eq!(load_chat_file(&alpaca).unwrap()[0].len(), 2);
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(
@@ -226,7 +247,10 @@ fn datasets_load_with_line_numbers_in_errors() {
     )
     .unwrap();
     let err = load_chat_file(&bad).unwrap_err().to_string();
-    assert!(err.contains("bad.jsonl:2") && err.contains("robot"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("robot"),
+        "{err}"
+    );
 }
 
 fn memorization_set() -> Vec<Vec<ChatMessage>> {
@@ -288,7 +312,10 @@ fn lora_forward_equals_merged_forward_and_only_adapters_train() {
         batch_size: 3,
         ..TrainConfig::default()
     };
-    let trained = train(model, &data, &config, 0, &mut Quiet).unwrap().model.valid();
+    let trained = train(model, &data, &config, 0, &mut Quiet)
+        .unwrap()
+        .model
+        .valid();
 
     // Only adapters moved: with the adapters removed, the weights are the base's.
     let adapters = llama_model::train::lora::adapter_tensors(&trained);
@@ -315,12 +342,18 @@ fn lora_forward_equals_merged_forward_and_only_adapters_train() {
     assert!(frozen_ok, "a frozen base weight changed");
 
     let ids = Tensor::<NdArray, 2, Int>::from_data(
-        TensorData::new(data[0].ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, data[0].ids.len()]),
+        TensorData::new(
+            data[0].ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [1, data[0].ids.len()],
+        ),
         &device,
     );
     let with_adapters: Vec<f32> = trained.forward(ids.clone()).into_data().to_vec().unwrap();
     let merged = merge_lora(trained);
-    assert!(matches!(merged.linear("model.layers.0.self_attn.q_proj.weight"), Some(LinearWeight::Dense(_))));
+    assert!(matches!(
+        merged.linear("model.layers.0.self_attn.q_proj.weight"),
+        Some(LinearWeight::Dense(_))
+    ));
     let merged_out: Vec<f32> = merged.forward(ids).into_data().to_vec().unwrap();
     let max = with_adapters
         .iter()
@@ -335,7 +368,10 @@ fn accumulation_matches_one_large_batch() {
     let device = Default::default();
     let tok = tokenizer();
     let mut convs = memorization_set();
-    convs.push(vec![ChatMessage::user("Count to three."), ChatMessage::assistant("One, two, three.")]);
+    convs.push(vec![
+        ChatMessage::user("Count to three."),
+        ChatMessage::assistant("One, two, three."),
+    ]);
     let data = tokenize_dataset(&tok, &template(), &convs, 128).unwrap();
     let run = |batch_size, grad_accum| {
         let model = Llama::<Ad>::random(LlamaConfig::tiny(), &device, 4);
@@ -352,14 +388,23 @@ fn accumulation_matches_one_large_batch() {
         };
         let out = train(model, &data, &config, 0, &mut Quiet).unwrap();
         assert_eq!(out.history.len(), 1);
-        (out.history[0].loss, out.history[0].grad_norm, out.model.valid().to_hf_tensors())
+        (
+            out.history[0].loss,
+            out.history[0].grad_norm,
+            out.model.valid().to_hf_tensors(),
+        )
     };
     let (l1, g1, big) = run(4, 1);
     let (l2, g2, acc) = run(2, 2);
     assert!((l1 - l2).abs() < 1e-5, "loss {l1} vs {l2}");
     assert!((g1 - g2).abs() < 1e-4 * g1, "grad norm {g1} vs {g2}");
     for (name, t) in &big {
-        let max = t.data.iter().zip(&acc[name].data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max = t
+            .data
+            .iter()
+            .zip(&acc[name].data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(max < 1e-5, "{name}: {max}");
     }
 }
@@ -388,7 +433,10 @@ fn saved_directory_reloads_with_identical_logits() {
     )
     .unwrap();
     let back = Llama::<NdArray>::from_hf_dir(&out, &device).unwrap();
-    let ids = Tensor::<NdArray, 2, Int>::from_data(TensorData::new(vec![1i64, 40, 77, 5], [1, 4]), &device);
+    let ids = Tensor::<NdArray, 2, Int>::from_data(
+        TensorData::new(vec![1i64, 40, 77, 5], [1, 4]),
+        &device,
+    );
     let a: Vec<f32> = model.forward(ids.clone()).into_data().to_vec().unwrap();
     let b: Vec<f32> = back.forward(ids).into_data().to_vec().unwrap();
     assert_eq!(a, b);
@@ -404,7 +452,9 @@ fn bad_configurations_are_refused() {
         batch_size: 0,
         ..TrainConfig::default()
     };
-    let err = train(model, &[example()], &bad, 0, &mut Quiet).err().unwrap();
+    let err = train(model, &[example()], &bad, 0, &mut Quiet)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("batch size"), "{err}");
     let mut lora = LoraConfig::new(2);
     lora.targets = vec!["qq_proj".into()];

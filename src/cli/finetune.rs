@@ -9,8 +9,8 @@ use deltaguard::delta_core::{DType, WriteOptions};
 use deltaguard::llama_model::save::save_hf_dir;
 use deltaguard::llama_model::train::lora::{adapter_config_json, adapter_tensors};
 use deltaguard::llama_model::train::{
-    add_lora, load_chat_file, merge_lora, tokenize_dataset, total_steps, train, LoraConfig,
-    Preset, ScheduleKind, StepStats, TrainConfig, TrainObserver,
+    add_lora, load_chat_file, merge_lora, tokenize_dataset, total_steps, train, LoraConfig, Preset,
+    ScheduleKind, StepStats, TrainConfig, TrainObserver,
 };
 use deltaguard::llama_model::{ChatTemplate, Llama, Tokenizer};
 use deltaguard::model_io::load_model;
@@ -116,7 +116,19 @@ impl Args {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
         }
-        set!(epochs, lr, batch_size, grad_accum, schedule, warmup_ratio, beta1, beta2, weight_decay, max_len, seed);
+        set!(
+            epochs,
+            lr,
+            batch_size,
+            grad_accum,
+            schedule,
+            warmup_ratio,
+            beta1,
+            beta2,
+            weight_decay,
+            max_len,
+            seed
+        );
         if let Some(m) = self.max_grad_norm {
             c.max_grad_norm = (m > 0.0).then_some(m);
         }

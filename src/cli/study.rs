@@ -92,7 +92,8 @@ impl StudyProgress for Bar {
         self.bar.set_message(what.to_string());
     }
     fn tick(&mut self, done: usize, total: usize) {
-        self.bar.set_message(format!("{} ({done}/{total})", self.stage));
+        self.bar
+            .set_message(format!("{} ({done}/{total})", self.stage));
     }
 }
 
@@ -144,13 +145,20 @@ pub fn run(args: Args) -> CliResult {
             value: 1.0,
             unit: "given fine-tune".into(),
         }];
-        (base.clone(), format!("{} with fine-tune {}", base.display(), ft.display()))
+        (
+            base.clone(),
+            format!("{} with fine-tune {}", base.display(), ft.display()),
+        )
     } else if let Some(model) = &args.model {
         let dir = prepare_model(model, &args, &bar)?;
         let desc = format!(
             "{}{}",
             model.display(),
-            if args.align { " (safety-tuned by deltaguard --align)" } else { "" }
+            if args.align {
+                " (safety-tuned by deltaguard --align)"
+            } else {
+                ""
+            }
         );
         (dir, desc)
     } else {
@@ -262,14 +270,19 @@ fn prepare_model(
             ) -> Result<(), String> {
                 self.0.set_length(s.total_steps as u64);
                 self.0.set_position(s.step as u64);
-                self.0.set_message(format!("--align: safety tuning, loss {:.3}", s.loss));
+                self.0
+                    .set_message(format!("--align: safety tuning, loss {:.3}", s.loss));
                 Ok(())
             }
             fn should_stop(&self) -> bool {
                 progress::interrupt_flag().load(Ordering::SeqCst)
             }
         }
-        let pad = loaded.tokenizer.pad_id().or(loaded.tokenizer.eos_id()).unwrap_or(0);
+        let pad = loaded
+            .tokenizer
+            .pad_id()
+            .or(loaded.tokenizer.eos_id())
+            .unwrap_or(0);
         let outcome = train(loaded.model, &data, &cfg, pad, &mut Show(bar))?;
         if outcome.interrupted {
             return Err("interrupted while safety-tuning (nothing cached)".into());

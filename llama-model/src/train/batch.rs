@@ -31,7 +31,12 @@ pub fn collate<B: Backend>(
     device: &B::Device,
 ) -> Batch<B> {
     let b = examples.len();
-    let len = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0).max(2);
+    let len = examples
+        .iter()
+        .map(|e| e.ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     let width = len - 1;
     let mut inputs = vec![pad_id as i64; b * width];
     let mut targets = vec![pad_id as i64; b * width];

@@ -27,6 +27,9 @@ pub fn masked_cross_entropy<B: Backend>(
 }
 
 /// Mean squared error between two logit tensors (BitDelta's distillation loss).
-pub fn logit_mse<B: Backend, const D: usize>(student: Tensor<B, D>, teacher: Tensor<B, D>) -> Tensor<B, 1> {
+pub fn logit_mse<B: Backend, const D: usize>(
+    student: Tensor<B, D>,
+    teacher: Tensor<B, D>,
+) -> Tensor<B, 1> {
     student.sub(teacher).square().mean()
 }

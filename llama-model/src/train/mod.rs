@@ -21,7 +21,9 @@ pub mod loss;
 pub mod schedule;
 pub mod trainer;
 
-pub use data::{load_chat_file, tokenize_chat, tokenize_dataset, Conversation, DataError, TokenizedExample};
+pub use data::{
+    load_chat_file, tokenize_chat, tokenize_dataset, Conversation, DataError, TokenizedExample,
+};
 pub use lora::{add_lora, merge_lora, LoraConfig};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use trainer::{

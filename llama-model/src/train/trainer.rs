@@ -244,7 +244,8 @@ pub fn train<B: AutodiffBackend>(
 
     'epochs: for epoch in 0..config.epochs {
         let mut order: Vec<usize> = (0..data.len()).collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         order.shuffle(&mut rng);
         for group in order.chunks(per_step) {
             if observer.should_stop() {
@@ -328,10 +329,16 @@ fn validate(c: &TrainConfig) -> Result<(), TrainError> {
         return bad(format!("learning rate {} must be positive", c.lr));
     }
     if !(0.0..1.0).contains(&c.beta1) || !(0.0..1.0).contains(&c.beta2) {
-        return bad(format!("AdamW betas ({}, {}) must lie in [0, 1)", c.beta1, c.beta2));
+        return bad(format!(
+            "AdamW betas ({}, {}) must lie in [0, 1)",
+            c.beta1, c.beta2
+        ));
     }
     if !(0.0..=1.0).contains(&c.warmup_ratio) {
-        return bad(format!("warm-up ratio {} must lie in [0, 1]", c.warmup_ratio));
+        return bad(format!(
+            "warm-up ratio {} must lie in [0, 1]",
+            c.warmup_ratio
+        ));
     }
     if c.max_len < 2 {
         return bad("maximum length must be at least 2 tokens".into());
@@ -343,7 +350,10 @@ fn validate(c: &TrainConfig) -> Result<(), TrainError> {
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
-    t.into_data().convert::<f64>().to_vec::<f64>().map_or(f64::NAN, |v| v[0])
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_or(f64::NAN, |v| v[0])
 }
 
 /// `sqrt(Σ‖g‖²)` over every parameter that has a gradient.
