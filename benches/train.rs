@@ -13,8 +13,12 @@
 //! Run: `scripts/fetch-smollm2.sh && cargo bench --bench train`.
 //! PyTorch is optional (`pip install torch transformers`; the interpreter is
 //! `$PYTHON`, else `python3`); without it the comparison is skipped with a
-//! message. Both sides use 2 threads. Set `DELTAGUARD_BENCH_SKIP_TORCH=1` to
-//! time deltaguard alone (e.g. under `perf record`).
+//! message. Both sides use 2 threads; for another count run with
+//! `RAYON_NUM_THREADS=N MATMUL_NUM_THREADS=N` (burn-ndarray's two thread
+//! pools), and PyTorch gets N too. Set `DELTAGUARD_BENCH_SKIP_TORCH=1` to
+//! time deltaguard alone (e.g. under `perf record`). A criterion filter that
+//! matches nothing (`cargo bench --bench train -- none`) skips the criterion
+//! samples and keeps the side-by-side comparison.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -46,6 +50,16 @@ const LR: f64 = 1e-5;
 const STEPS: usize = 5;
 /// Steps of the `train` loop run for comparison (the first is not counted).
 const ENGINE_STEPS: usize = 3;
+
+/// Threads of both sides: `RAYON_NUM_THREADS`, else 2 (both cores of this
+/// project's machine kind).
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -240,7 +254,8 @@ impl TorchServer {
             .arg(dir)
             .arg("--tokens")
             .arg(&tokens)
-            .args(["--lr", &LR.to_string(), "--threads", "2", "--serve"])
+            .args(["--lr", &LR.to_string(), "--serve"])
+            .args(["--threads", &threads().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
@@ -320,6 +335,16 @@ fn bench(c: &mut Criterion) {
     if !gguf.exists() {
         eprintln!("SKIPPED train bench: run scripts/fetch-smollm2.sh first");
         return;
+    }
+    let matmul_threads = std::env::var("MATMUL_NUM_THREADS").ok();
+    if std::env::var_os("RAYON_NUM_THREADS").is_some()
+        && matmul_threads.as_deref() != Some(threads().to_string().as_str())
+    {
+        eprintln!(
+            "note: MATMUL_NUM_THREADS ({}) differs from RAYON_NUM_THREADS ({})",
+            matmul_threads.as_deref().unwrap_or("unset"),
+            threads()
+        );
     }
     let loaded = load_model::<B>(&gguf, None, &device()).expect("loading SmolLM2");
     let vocab = loaded.model.config().vocab_size;
@@ -410,7 +435,8 @@ fn bench(c: &mut Criterion) {
     drop(loaded);
 
     println!(
-        "\n== SmolLM2-135M full fine-tuning step, batch {BATCH} x {SEQ} tokens, AdamW lr {LR}, f32, {NAME} =="
+        "\n== SmolLM2-135M full fine-tuning step, batch {BATCH} x {SEQ} tokens, AdamW lr {LR}, f32, {NAME}, {} threads ==",
+        threads()
     );
     println!(
         "{params} trainable parameters; {STEPS} timed steps per side after 1 warm-up step, \
