@@ -1,8 +1,7 @@
 //! The backend the CLI and examples run on, chosen by cargo feature, never by
-//! editing code: burn-ndarray on the CPU by default, burn-flex on the CPU with
-//! `--features flex`, CUDA with `--features cuda` (which wins if both are set).
+//! editing code: burn-ndarray on the CPU by default, CUDA with `--features cuda`.
 
-#[cfg(not(any(feature = "cuda", feature = "flex")))]
+#[cfg(not(feature = "cuda"))]
 mod chosen {
     /// The default backend: burn-ndarray (f32, both cores).
     pub type Backend = burn::backend::NdArray<f32>;
@@ -12,18 +11,6 @@ mod chosen {
     }
     /// Human-readable name for reports.
     pub const NAME: &str = "burn-ndarray (CPU, f32)";
-}
-
-#[cfg(all(feature = "flex", not(feature = "cuda")))]
-mod chosen {
-    /// burn-flex: pure-Rust CPU backend on the `gemm` crate (f32).
-    pub type Backend = burn::backend::Flex<f32, i32>;
-    /// Its device.
-    pub fn device() -> burn::backend::flex::FlexDevice {
-        burn::backend::flex::FlexDevice
-    }
-    /// Human-readable name for reports.
-    pub const NAME: &str = "burn-flex (CPU, f32)";
 }
 
 #[cfg(feature = "cuda")]

@@ -1,4 +1,4 @@
-//! A CPU fast path for the dense projections on burn-ndarray.
+//! A CPU fast path for the forward pass on burn-ndarray.
 //!
 //! burn-ndarray 0.21 copies every operand of a matrix product before
 //! multiplying: `linear` reshapes the `[in, out]` weight to `[1, in, out]`
@@ -9,21 +9,26 @@
 //! matrixmultiply then packs the weight once more, even for a single row.
 //! Decoding one token thus moved every weight byte four or five times.
 //!
-//! [`linear`] computes `x · W` straight from the tensors' memory when the
-//! backend is burn-ndarray with f32 tensors: a matrix–vector kernel for a
-//! few rows (decoding: each weight read once, split over the rayon threads)
-//! and ndarray's matrix product on the original strides for more rows
-//! (prefill: no copies; matrixmultiply's kernels). Any other backend — including `Autodiff<NdArray>`
-//! used for training, whose tensors are not `NdArrayTensor`s — and any
-//! other dtype takes Burn's generic `linear`, so the model stays generic
-//! and differentiable.
+//! - [`linear`] computes `x · W` straight from the tensors' memory when the
+//!   backend is burn-ndarray with f32 tensors: a matrix–vector kernel for up
+//!   to [`MAX_VECTOR_ROWS`] rows (decoding: each weight read once, large ones
+//!   split over the rayon threads) and ndarray's matrix product
+//!   (matrixmultiply) on the original strides for more rows (prefill: no
+//!   copies). Other backends get a two-dimensional `matmul`.
+//! - [`swiglu`] is one pass over the MLP's two halves.
+//! - [`in_pool`] runs a forward pass on a rayon thread.
+//!
+//! The burn-ndarray paths are chosen by the tensors' concrete type at run
+//! time (`Any`), so the model stays generic over `B: Backend`; under
+//! `Autodiff<NdArray>` (training) the tensors are autodiff tensors and every
+//! operation takes the generic, differentiable path.
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
 
 use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Bool, Tensor, TensorData, TensorPrimitive};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Ix2};
 use rayon::prelude::*;
@@ -116,6 +121,189 @@ fn ndarray_swiglu<B: Backend, const D: usize>(
     ))
 }
 
+/// Scaled dot-product attention on burn-ndarray (f32), fused: `q`
+/// `[b, h, s, d]`, `k`, `v` `[b, kv, t, d]` (query head `i` reads key/value
+/// head `i / (h / kv)`), `mask` `[b, 1, s, t]`, true where a key is
+/// ignored. Returns `[b, s, h·d]`, the layout the output projection reads,
+/// or `None` on other backends (the caller then runs Burn's operations).
+///
+/// It computes what the generic path does — scores `q·kᵀ · d^(−½)`, masked
+/// scores set to `f32::MIN`, softmax, `· v` — without its dozen
+/// intermediate tensors and layout copies per layer.
+pub(crate) fn attention<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+) -> Option<Tensor<B, 3>> {
+    let prims = [q, k, v].map(|t| t.clone().into_primitive());
+    let [TensorPrimitive::Float(qp), TensorPrimitive::Float(kp), TensorPrimitive::Float(vp)] =
+        &prims
+    else {
+        return None;
+    };
+    let (NdArrayTensor::F32(qs), NdArrayTensor::F32(ks), NdArrayTensor::F32(vs)) = (
+        as_ndarray_f32(qp)?,
+        as_ndarray_f32(kp)?,
+        as_ndarray_f32(vp)?,
+    ) else {
+        return None;
+    };
+    let mask_prim = mask.map(|m| m.clone().into_primitive());
+    let mask_view = match &mask_prim {
+        Some(p) => match (p as &dyn Any).downcast_ref::<NdArrayTensor>()? {
+            NdArrayTensor::Bool(m) => Some(m.view()),
+            _ => return None,
+        },
+        None => None,
+    };
+    let (qv, kv_, vv) = (qs.view(), ks.view(), vs.view());
+    let (&[b, h, s, d], &[kb, kvh, t, kd]) = (qv.shape(), kv_.shape()) else {
+        return None;
+    };
+    if kb != b || kd != d || vv.shape() != kv_.shape() || kvh == 0 || h % kvh != 0 {
+        return None;
+    }
+    if let Some(m) = &mask_view {
+        if m.shape() != [b, 1, s, t] {
+            return None;
+        }
+    }
+    // Contiguous copies only where the input is a strided view (small:
+    // activations and the filled part of the cache).
+    let (qc, kc, vc) = (
+        qv.as_standard_layout(),
+        kv_.as_standard_layout(),
+        vv.as_standard_layout(),
+    );
+    let mc = mask_view.as_ref().map(|m| m.as_standard_layout());
+    let (qf, kf, vf) = (qc.as_slice()?, kc.as_slice()?, vc.as_slice()?);
+    let mf: Option<&[bool]> = match &mc {
+        Some(m) => Some(m.as_slice()?),
+        None => None,
+    };
+    let n_rep = h / kvh;
+    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let fma = has_fma();
+    let head = |bh: usize| -> Vec<f32> {
+        let (bi, hi) = (bh / h, bh % h);
+        let q = &qf[bh * s * d..(bh + 1) * s * d];
+        let kvi = bi * kvh + hi / n_rep;
+        let k = &kf[kvi * t * d..(kvi + 1) * t * d];
+        let v = &vf[kvi * t * d..(kvi + 1) * t * d];
+        let m = mf.map(|m| &m[bi * s * t..(bi + 1) * s * t]);
+        let mut out = vec![0f32; s * d];
+        if fma {
+            // SAFETY: `has_fma` checked that the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                attend_fma(q, k, v, m, s, t, d, scale, &mut out)
+            }
+        } else {
+            attend::<false>(q, k, v, m, s, t, d, scale, &mut out)
+        }
+        out
+    };
+    let heads: Vec<Vec<f32>> = if b * h * s * t * d >= PARALLEL_MIN_WEIGHTS {
+        (0..b * h).into_par_iter().map(head).collect()
+    } else {
+        (0..b * h).map(head).collect()
+    };
+    // [b, h, s, d] → [b, s, h·d].
+    let mut out = vec![0f32; b * s * h * d];
+    for (bh, o) in heads.iter().enumerate() {
+        let (bi, hi) = (bh / h, bh % h);
+        for i in 0..s {
+            let dst = ((bi * s + i) * h + hi) * d;
+            out[dst..dst + d].copy_from_slice(&o[i * d..(i + 1) * d]);
+        }
+    }
+    Some(Tensor::from_data(
+        TensorData::new(out, [b, s, h * d]),
+        &q.device(),
+    ))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_fma(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[bool]>,
+    s: usize,
+    t: usize,
+    d: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    attend::<true>(q, k, v, mask, s, t, d, scale, out)
+}
+
+/// One head: `out[i] = softmax_j(q_i·k_j · scale, masked → f32::MIN) · v`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend<const FMA: bool>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[bool]>,
+    s: usize,
+    t: usize,
+    d: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let mut p = vec![0f32; t];
+    for i in 0..s {
+        let qi = &q[i * d..(i + 1) * d];
+        let row_mask = mask.map(|m| &m[i * t..(i + 1) * t]);
+        for (j, pj) in p.iter_mut().enumerate() {
+            *pj = if row_mask.is_some_and(|m| m[j]) {
+                f32::MIN
+            } else {
+                dot::<FMA>(qi, &k[j * d..(j + 1) * d]) * scale
+            };
+        }
+        let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for pj in p.iter_mut() {
+            *pj = (*pj - max).exp();
+            sum += *pj;
+        }
+        let oi = &mut out[i * d..(i + 1) * d];
+        for (j, &pj) in p.iter().enumerate() {
+            if pj == 0.0 {
+                continue;
+            }
+            let w = pj / sum;
+            for (o, &x) in oi.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+                *o = madd::<FMA>(w, x, *o);
+            }
+        }
+    }
+}
+
+/// `a · b` with sixteen independent partial sums (vectorizable).
+#[inline(always)]
+fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (at, bt) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            lanes[l] = madd::<FMA>(x[l], y[l], lanes[l]);
+        }
+    }
+    let mut s: f32 = lanes.iter().sum();
+    for (&x, &y) in at.iter().zip(bt) {
+        s = madd::<FMA>(x, y, s);
+    }
+    s
+}
+
 /// Runs `f` on a thread of rayon's pool when `B` is burn-ndarray (whose
 /// operations and the kernels here split their work over that pool), so
 /// that the calling thread does not hand every parallel operation to the
@@ -185,11 +373,15 @@ fn ndarray_linear<B: Backend, const D: usize>(
         let wt = wv.reversed_axes().to_slice()?;
         matvec_col_major(&xs, m, k, wt, n, &mut out);
     } else {
-        // ndarray's product (matrixmultiply) on the original strides.
+        // ndarray's product (matrixmultiply) on the original strides, as
+        // `yᵀ = Wᵀ·xᵀ`: matrixmultiply packs its right operand on one thread
+        // and its left one on every thread, so the weight goes on the left.
         let x2 = ArrayView2::from_shape((m, k), &xs[..]).ok()?;
         let w2 = wv.into_dimensionality::<Ix2>().ok()?;
-        let mut y2 = ArrayViewMut2::from_shape((m, n), &mut out[..]).ok()?;
-        general_mat_mul(1.0, &x2, &w2, 0.0, &mut y2);
+        let mut yt = ArrayViewMut2::from_shape((m, n), &mut out[..])
+            .ok()?
+            .reversed_axes();
+        general_mat_mul(1.0, &w2.t(), &x2.t(), 0.0, &mut yt);
     }
     Some(Tensor::from_data(
         TensorData::new(out, out_shape),
@@ -406,25 +598,11 @@ fn dot_block<const FMA: bool>(
     j1: usize,
     acc: &mut [f32],
 ) {
-    const LANES: usize = 16;
     let bw = j1 - j0;
     for j in j0..j1 {
         let wj = &wt[j * k..(j + 1) * k];
         for r in 0..m {
-            let xr = &x[r * k..(r + 1) * k];
-            let mut lanes = [0f32; LANES];
-            let (xc, wc) = (xr.chunks_exact(LANES), wj.chunks_exact(LANES));
-            let (xt, wtail) = (xc.remainder(), wc.remainder());
-            for (xa, wa) in xc.zip(wc) {
-                for l in 0..LANES {
-                    lanes[l] = madd::<FMA>(xa[l], wa[l], lanes[l]);
-                }
-            }
-            let mut s: f32 = lanes.iter().sum();
-            for (&a, &b) in xt.iter().zip(wtail) {
-                s = madd::<FMA>(a, b, s);
-            }
-            acc[r * bw + (j - j0)] = s;
+            acc[r * bw + (j - j0)] = dot::<FMA>(&x[r * k..(r + 1) * k], wj);
         }
     }
 }
@@ -464,6 +642,93 @@ mod tests {
         ] {
             check(m, k, n, false);
             check(m, k, n, true);
+        }
+    }
+
+    /// The whole model on burn-ndarray (every fast path) against the same
+    /// weights on `Autodiff<NdArray>` (Burn's generic operations only):
+    /// tied and untied heads, left padding, a cached decode step.
+    #[test]
+    fn fast_and_generic_paths_agree_on_a_whole_model() {
+        use crate::{ForwardOptions, KvCache, LlamaConfig, LogitsMode};
+        use burn::tensor::Int;
+        type A = burn::backend::Autodiff<NdArray<f32>>;
+        let device = Default::default();
+        for tied in [false, true] {
+            let cfg = LlamaConfig {
+                tie_word_embeddings: tied,
+                ..LlamaConfig::tiny()
+            };
+            let fast = cfg.init::<B>(&device, 7);
+            let generic = cfg.init::<A>(&device, 7);
+            let ids = vec![0i64, 5, 9, 17, 3, 44, 101, 7, 250, 12];
+            let mask = vec![0i64, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+            let run = |model_ids: &[i64], m: Option<&[i64]>, cache_steps: bool| {
+                let outs_fast;
+                let outs_generic;
+                {
+                    let tok = Tensor::<B, 2, Int>::from_data(
+                        TensorData::new(model_ids.to_vec(), [2, model_ids.len() / 2]),
+                        &device,
+                    );
+                    let am = m.map(|m| {
+                        Tensor::<B, 2, Int>::from_data(
+                            TensorData::new(m.to_vec(), [2, m.len() / 2]),
+                            &device,
+                        )
+                    });
+                    let mut cache = KvCache::with_capacity(cfg.num_hidden_layers, 8);
+                    let opts = ForwardOptions {
+                        attention_mask: am,
+                        capture_hidden: false,
+                        logits: LogitsMode::All,
+                    };
+                    let mut out = fast.forward_with(tok, opts, Some(&mut cache)).logits;
+                    if cache_steps {
+                        let next = Tensor::<B, 2, Int>::from_data(
+                            TensorData::new(vec![33i64, 34], [2, 1]),
+                            &device,
+                        );
+                        out = fast
+                            .forward_with(next, ForwardOptions::default(), Some(&mut cache))
+                            .logits;
+                    }
+                    outs_fast = out.into_data();
+                }
+                {
+                    let tok = Tensor::<A, 2, Int>::from_data(
+                        TensorData::new(model_ids.to_vec(), [2, model_ids.len() / 2]),
+                        &device,
+                    );
+                    let am = m.map(|m| {
+                        Tensor::<A, 2, Int>::from_data(
+                            TensorData::new(m.to_vec(), [2, m.len() / 2]),
+                            &device,
+                        )
+                    });
+                    let mut cache = KvCache::new(cfg.num_hidden_layers);
+                    let opts = ForwardOptions {
+                        attention_mask: am,
+                        capture_hidden: false,
+                        logits: LogitsMode::All,
+                    };
+                    let mut out = generic.forward_with(tok, opts, Some(&mut cache)).logits;
+                    if cache_steps {
+                        let next = Tensor::<A, 2, Int>::from_data(
+                            TensorData::new(vec![33i64, 34], [2, 1]),
+                            &device,
+                        );
+                        out = generic
+                            .forward_with(next, ForwardOptions::default(), Some(&mut cache))
+                            .logits;
+                    }
+                    outs_generic = out.into_data();
+                }
+                outs_fast.assert_approx_eq::<f32>(&outs_generic, Tolerance::absolute(1e-4));
+            };
+            run(&ids, None, false);
+            run(&ids, Some(&mask), false);
+            run(&ids, Some(&mask), true);
         }
     }
 

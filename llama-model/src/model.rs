@@ -9,7 +9,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{embedding, linear};
+use burn::tensor::module::embedding;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -215,14 +215,14 @@ impl<B: Backend> LinearWeight<B> {
     /// `x · W` for `x` `[..., in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            Self::Dense(w) => linear(x, w.val(), None),
+            Self::Dense(w) => fastpath::linear(x, w.val()),
             // One matmul with the materialized `W_base + Δ̂` is cheaper than
             // K + 1 (forward and backward) for any batch of more than a few
             // tokens, and the scales' gradient is then `Σ S_k ⊙ ∂W`.
-            Self::SignDelta(d) => linear(x, d.base.val().add(d.delta()), None),
+            Self::SignDelta(d) => fastpath::linear(x, d.base.val().add(d.delta())),
             Self::LowRankDelta(d) => {
-                let delta = linear(linear(x.clone(), d.down.val(), None), d.up.val(), None);
-                linear(x, d.base.val(), None).add(delta)
+                let delta = fastpath::linear(fastpath::linear(x.clone(), d.down.val()), d.up.val());
+                fastpath::linear(x, d.base.val()).add(delta)
             }
             Self::Lora(d) => {
                 // Dropout only acts on an autodiff backend (training).
@@ -233,9 +233,9 @@ impl<B: Backend> LinearWeight<B> {
                 } else {
                     x.clone()
                 };
-                let delta =
-                    linear(linear(xd, d.a.val(), None), d.b.val(), None).mul_scalar(d.scaling);
-                linear(x, d.base.val(), None).add(delta)
+                let delta = fastpath::linear(fastpath::linear(xd, d.a.val()), d.b.val())
+                    .mul_scalar(d.scaling);
+                fastpath::linear(x, d.base.val()).add(delta)
             }
         }
     }
@@ -365,6 +365,9 @@ impl<B: Backend> Attention<B> {
             Some(slot) => slot.append(k, v),
             None => (k, v),
         };
+        if let Some(out) = fastpath::attention(&q, &k, &v, mask) {
+            return project(&self.o_proj, out);
+        }
         let t = k.dims()[2];
         let n_rep = h / kv;
 
@@ -708,7 +711,7 @@ impl<B: Backend> Llama<B> {
     pub fn unembed(&self, normed: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.lm_head {
             Some(head) => head.forward(normed),
-            None => linear(normed, self.embed_tokens.val().transpose(), None),
+            None => fastpath::linear(normed, self.embed_tokens.val().transpose()),
         }
     }
 
