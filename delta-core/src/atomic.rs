@@ -60,6 +60,7 @@ impl AtomicDir {
         &self.temp
     }
 
+    /// The final path, where the directory appears on commit.
     pub fn target(&self) -> &Path {
         &self.target
     }
@@ -75,7 +76,11 @@ impl AtomicDir {
             }
             let old = temp_sibling(&self.target)?.with_extension("old");
             fs::rename(&self.target, &old).map_err(CheckpointError::io(&self.target))?;
-            fs::rename(&self.temp, &self.target).map_err(CheckpointError::io(&self.target))?;
+            if let Err(e) = fs::rename(&self.temp, &self.target) {
+                // Put the previous output back: a failed commit changes nothing.
+                let _ = fs::rename(&old, &self.target);
+                return Err(CheckpointError::io(&self.target)(e));
+            }
             if old.is_dir() {
                 fs::remove_dir_all(&old).map_err(CheckpointError::io(&old))?;
             } else {
@@ -118,20 +123,32 @@ impl AtomicFile {
         })
     }
 
+    /// The final path, where the file appears on commit.
     pub fn target(&self) -> &Path {
         &self.target
     }
 
-    /// Flush, sync and rename into place.
+    /// Flush, sync and rename into place. On failure the temporary file is
+    /// removed and the target is left as it was.
     pub fn commit(mut self) -> Result<PathBuf, CheckpointError> {
         let writer = self.writer.take().expect("writer present until commit");
-        let file = writer.into_inner().map_err(|e| CheckpointError::Io {
-            path: self.temp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(CheckpointError::io(&self.temp))?;
-        fs::rename(&self.temp, &self.target).map_err(CheckpointError::io(&self.target))?;
-        Ok(self.target.clone())
+        let result = writer
+            .into_inner()
+            .map_err(|e| CheckpointError::Io {
+                path: self.temp.clone(),
+                source: e.into_error(),
+            })
+            .and_then(|file| file.sync_all().map_err(CheckpointError::io(&self.temp)))
+            .and_then(|()| {
+                fs::rename(&self.temp, &self.target).map_err(CheckpointError::io(&self.target))
+            });
+        match result {
+            Ok(()) => Ok(self.target.clone()),
+            Err(e) => {
+                let _ = fs::remove_file(&self.temp);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -24,15 +24,20 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 /// Name, element type and shape of one tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TensorInfo {
+    /// HF tensor name, e.g. `model.layers.0.self_attn.q_proj.weight`.
     pub name: String,
+    /// Element type as stored.
     pub dtype: DType,
+    /// Shape as stored (`[out_features, in_features]` for linear weights).
     pub shape: Vec<usize>,
 }
 
 impl TensorInfo {
+    /// Number of elements (the product of the shape).
     pub fn num_elements(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Bytes as stored (elements × dtype size).
     pub fn num_bytes(&self) -> usize {
         self.num_elements() * self.dtype.size()
     }
@@ -41,7 +46,9 @@ impl TensorInfo {
 /// A zero-copy view of one tensor's little-endian bytes inside a mapped shard.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorView<'a> {
+    /// Name, dtype and shape.
     pub info: &'a TensorInfo,
+    /// The tensor's bytes, little-endian, exactly as stored.
     pub bytes: &'a [u8],
 }
 
@@ -179,18 +186,22 @@ impl Checkpoint {
         self.entries.values().map(|e| &e.info)
     }
 
+    /// Number of tensors.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the checkpoint has no tensors.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Whether a tensor called `name` exists.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }
 
+    /// Name, dtype and shape of the tensor `name`, if it exists.
     pub fn info(&self, name: &str) -> Option<&TensorInfo> {
         self.entries.get(name).map(|e| &e.info)
     }

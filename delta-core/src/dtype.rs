@@ -11,8 +11,11 @@ use std::fmt;
 /// The floating-point element types deltaguard reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DType {
+    /// IEEE 754 single precision.
     F32,
+    /// IEEE 754 half precision.
     F16,
+    /// bfloat16 (8 exponent bits, 7 mantissa bits).
     BF16,
 }
 

@@ -33,7 +33,9 @@ pub enum Action {
 /// One line of a compression plan.
 #[derive(Debug, Clone)]
 pub struct PlanEntry {
+    /// The fine-tuned tensor's name, dtype and shape.
     pub info: TensorInfo,
+    /// Whether its delta is compressed or the tensor carried.
     pub action: Action,
 }
 
@@ -70,10 +72,12 @@ impl DeltaPair {
         Ok(DeltaPair::new(base, finetuned)?)
     }
 
+    /// The base checkpoint.
     pub fn base(&self) -> &Checkpoint {
         &self.base
     }
 
+    /// The fine-tuned checkpoint.
     pub fn finetuned(&self) -> &Checkpoint {
         &self.finetuned
     }
@@ -195,11 +199,38 @@ pub fn add_delta(name: &str, base: TensorView<'_>, delta: &[f32]) -> Result<Vec<
     Ok(out)
 }
 
+/// The value of an architecture field, or the default transformers derives
+/// when `config.json` leaves it out: `head_dim` = `hidden_size` /
+/// `num_attention_heads`, `num_key_value_heads` = `num_attention_heads`, and
+/// `tie_word_embeddings` = false for `llama` (`LlamaConfig`'s default).
+///
+/// Older configs (Llama-2's own, from 2023) omit `head_dim`, while
+/// transformers ≥ 4.45 writes it out when it saves a fine-tune; without the
+/// default such a pair would be refused although its weights agree.
+fn effective_field(config: &serde_json::Value, field: &str) -> Option<serde_json::Value> {
+    if let Some(v) = config.get(field).filter(|v| !v.is_null()) {
+        return Some(v.clone());
+    }
+    let int = |k: &str| config.get(k).and_then(serde_json::Value::as_u64);
+    match field {
+        "head_dim" => {
+            let (hidden, heads) = (int("hidden_size")?, int("num_attention_heads")?);
+            (heads > 0 && hidden % heads == 0).then(|| serde_json::json!(hidden / heads))
+        }
+        "num_key_value_heads" => int("num_attention_heads").map(|h| serde_json::json!(h)),
+        "tie_word_embeddings" => {
+            let llama = config.get("model_type").and_then(|m| m.as_str()) == Some("llama");
+            llama.then_some(serde_json::Value::Bool(false))
+        }
+        _ => None,
+    }
+}
+
 fn differences(base: &Checkpoint, ft: &Checkpoint) -> Vec<Difference> {
     let mut out = Vec::new();
     let (bc, fc) = (base.config_json(), ft.config_json());
     for field in ARCHITECTURE_FIELDS {
-        let (b, f) = (bc.get(field), fc.get(field));
+        let (b, f) = (effective_field(bc, field), effective_field(fc, field));
         if b != f {
             out.push(Difference::Architecture {
                 field: field.to_string(),

@@ -57,10 +57,12 @@ impl Selection {
         })
     }
 
+    /// Patterns a compressed tensor's name must match (one of them).
     pub fn include_patterns(&self) -> &[String] {
         &self.include
     }
 
+    /// Patterns a compressed tensor's name must not match (any of them).
     pub fn exclude_patterns(&self) -> &[String] {
         &self.exclude
     }

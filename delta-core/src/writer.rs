@@ -97,6 +97,8 @@ pub struct CheckpointWriter {
 }
 
 impl CheckpointWriter {
+    /// Start writing a model directory at `out_dir` (built under a temporary
+    /// name; fails if `out_dir` exists unless `options.overwrite`).
     pub fn create(
         out_dir: impl AsRef<Path>,
         options: WriteOptions,

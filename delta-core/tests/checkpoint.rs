@@ -374,3 +374,77 @@ fn non_finite_values_are_refused_with_the_tensor_name() {
         })
     ));
 }
+
+#[test]
+fn configs_that_omit_derivable_fields_still_pair() {
+    // Llama-2's own config.json has no `head_dim`; transformers >= 4.45 writes
+    // it when it saves a fine-tune. The derived default must count as equal.
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    copy_fixture("pair/base", &base);
+    let cfg_path = base.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let obj = cfg.as_object_mut().unwrap();
+    assert_eq!(obj.remove("head_dim"), Some(serde_json::json!(8)));
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    DeltaPair::open(&base, fixture("pair/finetuned")).expect("head_dim 64 / 8 heads = 8");
+
+    // A head_dim that differs from the derived one is still a mismatch.
+    cfg["head_dim"] = serde_json::json!(16);
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let err = DeltaPair::open(&base, fixture("pair/finetuned")).unwrap_err();
+    let DeltaError::Mismatch(m) = err else {
+        panic!("expected a mismatch, got {err}")
+    };
+    assert_eq!(
+        m.differences,
+        vec![Difference::Architecture {
+            field: "head_dim".into(),
+            base: "16".into(),
+            finetuned: "8".into(),
+        }]
+    );
+
+    // Without `num_key_value_heads` the default is one KV head per attention
+    // head (8), which is not the fine-tune's 2.
+    cfg.as_object_mut().unwrap().remove("head_dim");
+    cfg.as_object_mut().unwrap().remove("num_key_value_heads");
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let err = DeltaPair::open(&base, fixture("pair/finetuned")).unwrap_err();
+    assert!(err.to_string().contains("num_key_value_heads"), "{err}");
+}
+
+#[test]
+fn failed_commits_leave_no_temporary_and_keep_the_old_output() {
+    use delta_core::{AtomicDir, AtomicFile};
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A file cannot be renamed over a non-empty directory.
+    let target = tmp.path().join("blocked");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep"), b"x").unwrap();
+    let mut f = AtomicFile::create(&target).unwrap();
+    f.write_all(b"new contents").unwrap();
+    assert!(matches!(f.commit(), Err(CheckpointError::Io { .. })));
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["blocked".to_string()], "temporary file left");
+    assert_eq!(std::fs::read(target.join("keep")).unwrap(), b"x");
+
+    // Replacing a directory: if the new one cannot be moved in, the old one
+    // stays where it was.
+    let out = tmp.path().join("model");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("old"), b"old").unwrap();
+    let dir = AtomicDir::create(&out, true).unwrap();
+    std::fs::remove_dir_all(dir.path()).unwrap(); // the rename now fails
+    assert!(dir.commit().is_err());
+    assert_eq!(std::fs::read(out.join("old")).unwrap(), b"old");
+    let left = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert_eq!(left, 2, "only `blocked` and `model` remain");
+}

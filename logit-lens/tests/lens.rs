@@ -181,6 +181,39 @@ fn kl_of_a_model_with_itself_is_zero() {
 }
 
 #[test]
+fn pair_divergences_js_and_tv_are_symmetric_kl_is_not() {
+    let base = RefModel::random(9, 40, 12, 2, true);
+    let ft = base.perturbed(10, 0.8);
+    let o = LensOptions::default();
+    let ab = compare(&[("base", &base), ("ft", &ft)], &TOKENS, &o).unwrap();
+    let ba = compare(&[("ft", &ft), ("base", &base)], &TOKENS, &o).unwrap();
+    let (pab, pba) = (&ab.pairs[0], &ba.pairs[0]);
+    assert_eq!((pab.a.as_str(), pba.a.as_str()), ("base", "ft"));
+    let mut kl_differs = false;
+    for (ra, rb) in pab.points.iter().zip(&pba.points) {
+        for (x, y) in ra.cells.iter().zip(&rb.cells) {
+            assert!((x.js_divergence - y.js_divergence).abs() < 1e-12);
+            assert!((x.total_variation - y.total_variation).abs() < 1e-12);
+            assert!(x.js_divergence <= std::f64::consts::LN_2);
+            // `perturbed` keeps the embeddings: identical there, different after.
+            if ra.point == ProbePoint::Embedding {
+                assert!(x.js_divergence < 1e-12 && x.kl_divergence < 1e-12);
+            } else {
+                assert!(
+                    x.js_divergence > 0.0,
+                    "{}: different models, JS > 0",
+                    ra.label
+                );
+            }
+            kl_differs |= (x.kl_divergence - y.kl_divergence).abs() > 1e-6;
+            // JS ≤ ¼ (KL(P‖Q) + KL(Q‖P)) (convexity of KL in its second argument).
+            assert!(x.js_divergence <= 0.25 * (x.kl_divergence + y.kl_divergence) + 1e-12);
+        }
+    }
+    assert!(kl_differs, "KL(a‖b) and KL(b‖a) should differ somewhere");
+}
+
+#[test]
 fn compare_base_finetune_compressed() {
     let base = RefModel::random(3, 48, 16, 3, true);
     let ft = base.perturbed(4, 0.5);

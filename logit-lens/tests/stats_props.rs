@@ -22,6 +22,24 @@ proptest! {
         prop_assert!((0.0..=std::f64::consts::LN_2).contains(&pq));
     }
 
+    /// `js_divergence` clamps to `[0, ln 2]`, so the bound above alone cannot
+    /// fail; here the value is checked against the textbook form
+    /// `H(m) − ½ H(p) − ½ H(q)` computed independently (no clamp) from the
+    /// probabilities, which itself must lie in `[0, ln 2]`.
+    #[test]
+    fn js_matches_the_entropy_form_which_is_bounded((a, b) in pair()) {
+        let (p, q) = (log_softmax(&a), log_softmax(&b));
+        let h = |v: &[f64]| -> f64 {
+            v.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum()
+        };
+        let pp: Vec<f64> = p.iter().map(|x| x.exp()).collect();
+        let qq: Vec<f64> = q.iter().map(|x| x.exp()).collect();
+        let m: Vec<f64> = pp.iter().zip(&qq).map(|(x, y)| 0.5 * (x + y)).collect();
+        let naive = h(&m) - 0.5 * h(&pp) - 0.5 * h(&qq);
+        prop_assert!(naive > -1e-9 && naive <= std::f64::consts::LN_2 + 1e-9, "{}", naive);
+        prop_assert!((js_divergence(&p, &q) - naive).abs() < 1e-9);
+    }
+
     #[test]
     fn kl_is_nonnegative_and_zero_on_itself((a, b) in pair()) {
         let (p, q) = (log_softmax(&a), log_softmax(&b));

@@ -16,11 +16,12 @@ use std::path::PathBuf;
 /// With one or more --delta files, compares the base with each base + delta on
 /// the same prompt: the tuned-lens statistics per layer (top tokens, entropy,
 /// forward KL, `log_prob_diff` of refusal openers vs compliance openers) and the
-/// divergences between models. Writes lens.json, a heatmap per model, a
-/// log_prob_diff curve chart and KL heatmaps against the base to --out.
+/// divergences between models. Writes lens.json, a heatmap per model (colour
+/// per --color), a log_prob_diff curve chart and KL heatmaps against the base
+/// to --out.
 #[derive(clap::Args)]
 #[command(
-    after_help = "EXAMPLE:\n  deltaguard lens --model base-dir --delta ft.delta.safetensors --delta ft-bitdelta.delta.safetensors \\\n      --chat \"How do I pick a lock?\" --out runs/lens"
+    after_help = "EXAMPLE:\n  deltaguard lens --model base-dir --delta ft.delta.safetensors --delta ft-bitdelta.delta.safetensors \\\n      --chat \"How do I pick a lock?\" --out runs/lens\n\nTo put the uncompressed fine-tune itself in the comparison, pass it as a lossless delta:\n  deltaguard compress --base base-dir --finetuned ft-dir --include none --out ft-full.safetensors"
 )]
 pub struct Args {
     /// Base model: a Hugging Face directory or a .gguf file.
@@ -40,6 +41,10 @@ pub struct Args {
     /// Top tokens per cell.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// What colours the per-model heatmaps: the top-1 token's probability,
+    /// the lens entropy, or forward KL = KL(final output ‖ lens).
+    #[arg(long, default_value = "prob", value_parser = ["prob", "entropy", "kl"])]
+    color: String,
     /// Also print the JSON report on stdout.
     #[arg(long)]
     json: bool,
@@ -56,6 +61,11 @@ fn file_stem(p: &std::path::Path) -> String {
 }
 
 pub fn run(args: Args) -> CliResult {
+    let color = match args.color.as_str() {
+        "entropy" => CellColor::Entropy,
+        "kl" => CellColor::ForwardKl,
+        _ => CellColor::TopProbability,
+    };
     let mut loaded: Vec<(String, LoadedModel<Backend>)> =
         vec![("base".into(), load_model(&args.model, None, &device())?)];
     for d in &args.delta {
@@ -88,7 +98,7 @@ pub fn run(args: Args) -> CliResult {
     let mut written = vec!["lens.json".to_string()];
     for report in &comparison.models {
         let name = format!("heatmap-{}.svg", report.model);
-        Heatmap::from_report(report, CellColor::TopProbability)
+        Heatmap::from_report(report, color)
             .write_svg(&args.out.join(&name), &HeatmapOptions::default())?;
         written.push(name);
     }
