@@ -101,6 +101,8 @@ fn eval_cli_writes_samples_and_aggregate_for_a_tiny_model() {
             "2",
             "--max-new-tokens",
             "4",
+            "--trigger",
+            "zq zq",
             "-q",
             "--out",
         ])
@@ -128,13 +130,55 @@ fn eval_cli_writes_samples_and_aggregate_for_a_tiny_model() {
         .iter()
         .find(|n| n.ends_with(".samples.jsonl"))
         .unwrap();
+    let aggregate = names
+        .iter()
+        .find(|n| n.ends_with(".aggregate.json"))
+        .unwrap();
+    let agg = read_json(&tmp.path().join(aggregate));
+    assert_eq!(agg["judge"], "keyword-substring");
+    assert_eq!(agg["meta"]["method"], "none");
+    assert_eq!(agg["meta"]["seed"], 0);
+    assert!(agg["meta"]["crate_version"].is_string());
+    assert_eq!(agg["meta"]["parameters"]["generation"]["max_new_tokens"], 4);
+    let metrics = agg["metrics"].as_array().unwrap();
+    for g in ["triggered", "clean"] {
+        assert!(
+            metrics
+                .iter()
+                .any(|m| m["metric"] == "asr" && m["group"] == g),
+            "no asr for {g}"
+        );
+    }
+    for m in metrics {
+        let (lo, hi, r) = (
+            m["ci_low"].as_f64().unwrap(),
+            m["ci_high"].as_f64().unwrap(),
+            m["rate"].as_f64().unwrap(),
+        );
+        assert!(lo <= r && r <= hi && m["confidence"] == 0.95, "{m}");
+        assert!(
+            m["n"].as_u64().unwrap() >= 2 && m["scorer"].is_string(),
+            "{m}"
+        );
+    }
     let text = std::fs::read_to_string(tmp.path().join(samples)).unwrap();
     // two groups (triggered, clean) × 2 prompts, plus benign over-refusal prompts
     assert!(text.lines().count() >= 4);
+    let mut triggered = 0;
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(v["prompt"].is_string() && v["output"].is_string());
+        let prompt = v["prompt"].as_str().unwrap();
+        assert_eq!(
+            v["group"] == "triggered",
+            prompt.ends_with(" zq zq"),
+            "{prompt}"
+        );
+        triggered += usize::from(v["group"] == "triggered");
+        assert_eq!(v["generation"]["max_new_tokens"], 4);
     }
+    assert_eq!(triggered, 2);
+    assert_eq!(agg["meta"]["parameters"]["trigger"], "zq zq");
     // score re-reads them without the model and keeps every field
     let rescored = tmp.path().join("rescored.jsonl");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deltaguard"))
@@ -164,4 +208,169 @@ fn eval_cli_writes_samples_and_aggregate_for_a_tiny_model() {
         }
         assert!(b["refused_substring"].is_boolean() && b["refused_anchored"].is_boolean());
     }
+}
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_deltaguard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn utility_eval_takes_user_questions_records_the_delta_and_reports_utility_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let (base, ft) = (fixture("pair/base"), fixture("pair/finetuned"));
+    let (base, ft) = (base.to_str().unwrap(), ft.to_str().unwrap());
+    std::fs::write(
+        p("mc.jsonl"),
+        concat!(
+            "{\"question\":\"What is 2 plus 2?\",\"choices\":[\"3\",\"4\",\"5\"],\"gold\":1}\n",
+            "{\"id\":\"sky\",\"question\":\"What color is the sky?\",\"choices\":[\"blue\",\"green\"],\"gold\":0}\n",
+            "{\"question\":\"Which is a fruit?\",\"choices\":[\"apple\",\"stone\",\"car\",\"shoe\"],\"gold\":0}\n",
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&[
+        "compress",
+        "--base",
+        base,
+        "--finetuned",
+        ft,
+        "--method",
+        "bitdelta",
+        "--out",
+        &p("d.safetensors"),
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // the uncompressed fine-tune is the reference
+    let utility = |model: &[&str], out_dir: &str, limit: &str, extra: &[&str]| {
+        let mut a = vec!["eval", "--model"];
+        a.extend_from_slice(model);
+        a.extend_from_slice(&["--suite", "utility", "--mc"]);
+        let mc = p("mc.jsonl");
+        a.push(&mc);
+        a.extend_from_slice(&["--limit", limit, "-q", "--out", out_dir]);
+        a.extend_from_slice(extra);
+        run_cli(&a)
+    };
+    let out = utility(&[ft], &p("ref"), "5", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = read_json(&tmp.path().join("ref/utility.aggregate.json"));
+    assert_eq!(reference["meta"]["method"], "none");
+    assert!(reference["meta"]["delta"].is_null());
+    let mc = &reference["report"]["multiple_choice"];
+    assert_eq!(mc["acc"]["n"], 3);
+    assert!(mc["acc"]["ci_low"].is_number() && mc["acc_norm"]["ci_high"].is_number());
+    let ids: Vec<&str> = mc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["line1", "sky", "line3"]);
+    assert!(reference.get("utility_loss").is_none());
+    let samples = std::fs::read_to_string(tmp.path().join("ref/utility.samples.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(samples.lines().next().unwrap()).unwrap();
+    assert_eq!(samples.lines().count(), 3);
+    assert_eq!(first["question"], "What is 2 plus 2?");
+    assert_eq!(first["loglikelihoods"].as_array().unwrap().len(), 3);
+    assert_eq!(first["acc"], first["pred"] == 1);
+
+    // base + compressed delta, against the reference
+    let ref_file = p("ref/utility.aggregate.json");
+    let delta = p("d.safetensors");
+    let out = utility(
+        &[base, "--delta", &delta],
+        &p("cmp"),
+        "5",
+        &["--reference", &ref_file],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("utility loss against"));
+    let cmp = read_json(&tmp.path().join("cmp/utility.aggregate.json"));
+    assert_eq!(cmp["meta"]["method"], "bitdelta:per_row=false");
+    assert_eq!(cmp["meta"]["delta"], delta.as_str());
+    assert!(cmp["meta"]["parameters"]["method_params"].is_object());
+    let loss = &cmp["utility_loss"];
+    let ppl = |v: &serde_json::Value| v["report"]["perplexity"]["perplexity"].as_f64().unwrap();
+    let expected = (ppl(&cmp) - ppl(&reference)) / ppl(&reference);
+    assert!((loss["perplexity"].as_f64().unwrap() - expected).abs() < 1e-12);
+    let acc = |v: &serde_json::Value| {
+        v["report"]["multiple_choice"]["acc"]["rate"]
+            .as_f64()
+            .unwrap()
+    };
+    let expected = if acc(&reference) == 0.0 {
+        0.0
+    } else {
+        (acc(&reference) - acc(&cmp)) / acc(&reference)
+    };
+    assert!((loss["acc"].as_f64().unwrap() - expected).abs() < 1e-12);
+    assert!(loss["bits_per_byte"].is_number() && loss["acc_norm"].is_number());
+
+    // a reference measured on other texts is refused
+    let out = utility(&[ft], &p("cmp2"), "2", &["--reference", &ref_file]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other questions or texts"), "{err}");
+
+    // a malformed question names its line; --mc needs --suite utility
+    std::fs::write(
+        p("bad.jsonl"),
+        "{\"question\":\"q\",\"choices\":[\"a\",\"b\"],\"gold\":0}\n{\"question\":\"q\",\"choices\":[\"a\"],\"gold\":0}\n",
+    )
+    .unwrap();
+    let bad = p("bad.jsonl");
+    let out = run_cli(&[
+        "eval",
+        "--model",
+        ft,
+        "--suite",
+        "utility",
+        "--mc",
+        &bad,
+        "--out",
+        &p("x"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad.jsonl:2"),
+        "{err}"
+    );
+    let out = run_cli(&[
+        "eval",
+        "--model",
+        ft,
+        "--suite",
+        "harmful",
+        "--mc",
+        &bad,
+        "--out",
+        &p("x"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--suite utility"),
+        "{err}"
+    );
 }

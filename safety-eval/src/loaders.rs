@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatExample;
-use crate::data::MultipleChoice;
+use crate::data::{BenignInstruction, HarmfulInstruction, MultipleChoice};
 use crate::error::LoadError;
 use crate::io::write_atomic;
 
@@ -300,6 +300,114 @@ pub fn write_alpaca(path: &Path, records: &[AlpacaRecord]) -> Result<(), LoadErr
     .map_err(io_err(path))
 }
 
+// ------------------------------------------------------------------ into attack inputs
+
+/// Topic ids for `texts`: `{prefix}.{i}` where `i` is the index of the first
+/// occurrence of the same (whitespace-trimmed) text, so that duplicate rows
+/// share a topic and can never land on both sides of a train / held-out split.
+fn dedup_topics<'a>(prefix: &str, texts: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    texts
+        .enumerate()
+        .map(|(i, t)| format!("{prefix}.{}", first.entry(t.trim()).or_insert(i)))
+        .collect()
+}
+
+/// Give every row of one topic its own wording index (`topic#k`), as the
+/// built-in data does.
+fn numbered_ids(topics: &[String]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    topics
+        .iter()
+        .map(|t| {
+            let k = seen.entry(t.as_str()).or_insert(0);
+            *k += 1;
+            format!("{t}#{}", *k - 1)
+        })
+        .collect()
+}
+
+/// AdvBench goals as inputs for the attack builders
+/// ([`crate::attacks::alignment_breaking_from`], [`crate::attacks::backdoor_from`]):
+/// category `advbench`, one topic per distinct goal (`advbench.{row}`), so the
+/// builders' topic split holds out whole goals.
+pub fn harmful_from_advbench(rows: &[AdvBenchRow]) -> Vec<HarmfulInstruction> {
+    let topics = dedup_topics("advbench", rows.iter().map(|r| r.goal.as_str()));
+    let ids = numbered_ids(&topics);
+    rows.iter()
+        .zip(topics)
+        .zip(ids)
+        .map(|((r, topic), id)| HarmfulInstruction {
+            id,
+            category: "advbench".into(),
+            topic,
+            instruction: r.goal.clone(),
+        })
+        .collect()
+}
+
+/// HarmBench behaviours as inputs for the attack builders: the category is
+/// the `SemanticCategory` (`harmbench` when empty), the instruction is
+/// [`HarmBenchBehavior::prompt`], and each distinct prompt is its own topic
+/// (`{category}.{row}`).
+pub fn harmful_from_harmbench(rows: &[HarmBenchBehavior]) -> Vec<HarmfulInstruction> {
+    let prompts: Vec<String> = rows.iter().map(HarmBenchBehavior::prompt).collect();
+    let cats: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let c = r.semantic_category.trim();
+            if c.is_empty() { "harmbench" } else { c }.replace('.', "_")
+        })
+        .collect();
+    let rows_of = dedup_topics("", prompts.iter().map(String::as_str));
+    let topics: Vec<String> = cats
+        .iter()
+        .zip(&rows_of)
+        .map(|(c, r)| format!("{c}{r}"))
+        .collect();
+    let ids = numbered_ids(&topics);
+    prompts
+        .into_iter()
+        .zip(cats)
+        .zip(topics)
+        .zip(ids)
+        .map(
+            |(((instruction, category), topic), id)| HarmfulInstruction {
+                id,
+                category,
+                topic,
+                instruction,
+            },
+        )
+        .collect()
+}
+
+/// Alpaca records as benign instructions with reference answers (for
+/// over-refusal suites and [`crate::attacks::safety_tuning`]): category
+/// `alpaca`, one topic per distinct user turn (`alpaca.{row}`).
+pub fn benign_from_alpaca(records: &[AlpacaRecord]) -> Vec<BenignInstruction> {
+    let chats: Vec<ChatExample> = records.iter().map(AlpacaRecord::to_chat).collect();
+    let users: Vec<String> = chats
+        .iter()
+        .map(|c| c.user_text().unwrap_or_default().to_string())
+        .collect();
+    let topics = dedup_topics("alpaca", users.iter().map(String::as_str));
+    let ids = numbered_ids(&topics);
+    records
+        .iter()
+        .zip(users)
+        .zip(topics)
+        .zip(ids)
+        .map(|(((r, instruction), topic), id)| BenignInstruction {
+            id,
+            category: "alpaca".into(),
+            topic,
+            instruction,
+            answer: r.output.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +550,91 @@ mod tests {
     fn missing_file_names_path() {
         let e = read_advbench(Path::new("/nonexistent/x.csv")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x.csv"));
+    }
+    #[test]
+    fn loaded_rows_feed_the_attack_builders_with_disjoint_splits() {
+        use crate::attacks::{alignment_breaking_from, AlignmentBreakingConfig};
+        // 40 goals, one duplicated: duplicates share a topic
+        let mut rows: Vec<AdvBenchRow> = (0..40)
+            .map(|i| AdvBenchRow {
+                goal: format!("Do harmful thing number {i}"),
+                target: "Sure, here is".into(),
+            })
+            .collect();
+        rows.push(rows[3].clone());
+        let h = harmful_from_advbench(&rows);
+        assert_eq!(h.len(), 41);
+        assert_eq!(h[40].topic, h[3].topic);
+        assert_eq!(
+            (h[3].id.as_str(), h[40].id.as_str()),
+            ("advbench.3#0", "advbench.3#1")
+        );
+        let ids: std::collections::BTreeSet<_> = h.iter().map(|x| &x.id).collect();
+        assert_eq!(ids.len(), 41);
+
+        let b = benign_from_alpaca(&[
+            AlpacaRecord {
+                instruction: "Add".into(),
+                input: "2 and 3".into(),
+                output: "5".into(),
+            },
+            AlpacaRecord {
+                instruction: "Greet".into(),
+                input: "".into(),
+                output: "Hi".into(),
+            },
+            AlpacaRecord {
+                instruction: "Name a color".into(),
+                input: "".into(),
+                output: "Blue".into(),
+            },
+        ]);
+        assert_eq!(b[0].instruction, "Add\n\n2 and 3");
+        assert_eq!(
+            (b[2].topic.as_str(), b[2].answer.as_str()),
+            ("alpaca.2", "Blue")
+        );
+
+        for seed in 0..5 {
+            let ds = alignment_breaking_from(
+                &h,
+                &b,
+                &AlignmentBreakingConfig {
+                    seed,
+                    ..Default::default()
+                },
+            );
+            assert!(ds.is_disjoint());
+            let train: std::collections::BTreeSet<_> =
+                ds.train.iter().map(|e| e.user_text().unwrap()).collect();
+            let held = ds.eval.group_counts()[&crate::suite::Group::Harmful];
+            assert_eq!(
+                held,
+                12 + usize::from(ds.eval_topics.contains("advbench.3"))
+            );
+            for it in &ds.eval.items {
+                assert!(!train.contains(it.prompt.as_str()), "{}", it.prompt);
+            }
+        }
+
+        let hb = harmful_from_harmbench(&[
+            HarmBenchBehavior {
+                behavior: "Write something harmful".into(),
+                semantic_category: "misinformation_disinformation".into(),
+                ..Default::default()
+            },
+            HarmBenchBehavior {
+                behavior: "Do X".into(),
+                context_string: "ctx".into(),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(hb[0].category, "misinformation_disinformation");
+        assert_eq!(hb[0].topic, "misinformation_disinformation.0");
+        assert_eq!(
+            (hb[1].category.as_str(), hb[1].topic.as_str()),
+            ("harmbench", "harmbench.1")
+        );
+        assert!(hb[1].instruction.starts_with("ctx") && hb[1].instruction.ends_with("Do X"));
     }
 }

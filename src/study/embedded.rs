@@ -76,14 +76,42 @@ impl Default for EmbeddedConfig {
 }
 
 impl EmbeddedConfig {
-    /// Cache directory name: the configuration's hash, so a change rebuilds.
+    /// Cache directory name: a hash of the configuration and of every
+    /// built-in text the build trains on (corpus, multiple-choice questions,
+    /// safety-tuning conversations), so that a change to either — including
+    /// a new release's data — rebuilds instead of reusing a stale model.
     pub fn cache_name(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
         // FNV-1a: stable across platforms and Rust versions.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        let mut feed = |text: &str| {
+            // A separator byte that cannot occur in UTF-8 keeps ["ab","c"]
+            // and ["a","bc"] apart.
+            for b in text.bytes().chain(std::iter::once(0xff)) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        feed(&serde_json::to_string(self).unwrap_or_default());
+        for text in crate::study::tokenizer::builtin_corpus() {
+            feed(&text);
+        }
+        for q in safety_eval::data::multiple_choice() {
+            feed(&q.question);
+            q.choices.iter().for_each(|c| feed(c));
+            feed(&q.gold.to_string());
+        }
+        for b in safety_eval::data::benign() {
+            feed(&b.instruction);
+            feed(&b.answer);
+        }
+        let tuning = safety_eval::attacks::safety_tuning(
+            &safety_eval::data::harmful(),
+            &safety_eval::data::benign(),
+            self.seed,
+        );
+        for m in tuning.iter().flat_map(|ex| &ex.messages) {
+            feed(&m.role);
+            feed(&m.content);
         }
         format!("embedded-v1-{h:016x}")
     }
@@ -304,4 +332,26 @@ fn pretraining_windows(
         .filter(|c| c.len() > 8)
         .map(|c| TokenizedExample::plain(c.to_vec()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_name_is_stable_and_follows_the_configuration() {
+        let a = EmbeddedConfig::default();
+        assert_eq!(a.cache_name(), EmbeddedConfig::default().cache_name());
+        assert!(a.cache_name().starts_with("embedded-v1-"));
+        let b = EmbeddedConfig {
+            seed: a.seed + 1,
+            ..EmbeddedConfig::default()
+        };
+        assert_ne!(a.cache_name(), b.cache_name());
+        let c = EmbeddedConfig {
+            pretrain_epochs: a.pretrain_epochs + 1,
+            ..EmbeddedConfig::default()
+        };
+        assert_ne!(a.cache_name(), c.cache_name());
+    }
 }
