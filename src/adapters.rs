@@ -152,19 +152,23 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
         self.loaded.description.clone()
     }
 
-    /// lm-evaluation-harness style: context and continuation are tokenized
-    /// separately (BOS before the context where the tokenizer adds one) and
-    /// the continuation's tokens are scored given everything before them.
+    /// lm-evaluation-harness's `_encode_pair`: trailing whitespace of the
+    /// context moves to the front of the continuation, the continuation's
+    /// tokens are those of `encode(context + continuation)` after the
+    /// context's own tokens (separately encoded if that split fails), BOS
+    /// goes before the context where the tokenizer adds one, and an empty
+    /// context becomes lm-eval's prefix token. Over-long contexts keep their
+    /// end. The continuation's tokens are scored given everything before them.
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
     ) -> Result<Vec<Loglikelihood>, ModelError> {
         let max = self.loaded.model.config().max_position_embeddings;
+        let added = self.added_prefix()?;
         let mut seqs = Vec::with_capacity(requests.len());
         let mut firsts = Vec::with_capacity(requests.len());
         for r in requests {
-            let mut ctx = self.loaded.tokenizer.encode(&r.context, true)?;
-            let cont = self.loaded.tokenizer.encode(&r.continuation, false)?;
+            let (mut ctx, cont) = self.encode_pair(&r.context, &r.continuation, &added)?;
             if cont.is_empty() {
                 return Err(
                     format!("continuation {:?} encodes to no tokens", r.continuation).into(),
@@ -190,31 +194,148 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
             .collect())
     }
 
-    /// Every token after the first is scored given those before it, in
-    /// windows of the model's context length.
+    /// lm-evaluation-harness's `get_rolling_token_windows` with
+    /// `context_len = 1`: every token of the text is scored exactly once.
+    /// The first is predicted from the prefix token (BOS where the tokenizer
+    /// adds one, else the tokenizer's BOS token, else its EOS token, like
+    /// lm-eval's `prefix_token_id`); the first window holds as many tokens as
+    /// the model's context, and each later one scores the next tokens, filled
+    /// up on the left with earlier tokens as context. A fed window (its
+    /// context and every scored token) never exceeds
+    /// `max_position_embeddings` tokens.
     fn loglikelihood_rolling(
         &mut self,
         texts: &[String],
     ) -> Result<Vec<RollingLoglikelihood>, ModelError> {
-        let max = self.loaded.model.config().max_position_embeddings.max(2);
-        let mut out = Vec::with_capacity(texts.len());
-        for text in texts {
-            let ids = self.loaded.tokenizer.encode(text, true)?;
-            let windows: Vec<Vec<u32>> = ids.chunks(max).map(<[u32]>::to_vec).collect();
-            let firsts = vec![1; windows.len()];
-            let scored = self.score_tokens(&windows, &firsts)?;
-            let (mut logprob, mut n) = (0.0, 0);
-            for s in scored {
-                logprob += s.iter().map(|x| x.0).sum::<f64>();
-                n += s.len();
+        let max = self.loaded.model.config().max_position_embeddings;
+        let prefix = self.prefix_tokens()?;
+        if max <= prefix.len() {
+            return Err(format!(
+                "max_position_embeddings {max} leaves no room to score a token after the \
+                 {}-token prefix",
+                prefix.len()
+            )
+            .into());
+        }
+        let mut seqs = Vec::new();
+        let mut firsts = Vec::new();
+        let mut owner = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let mut ids = prefix.clone();
+            ids.extend(self.loaded.tokenizer.encode(text, false)?);
+            for (start, end, first) in rolling_windows(ids.len(), prefix.len(), max) {
+                seqs.push(ids[start..end].to_vec());
+                firsts.push(first);
+                owner.push(i);
             }
-            out.push(RollingLoglikelihood {
-                logprob,
-                n_tokens: n,
-            });
+        }
+        let mut out = vec![
+            RollingLoglikelihood {
+                logprob: 0.0,
+                n_tokens: 0,
+            };
+            texts.len()
+        ];
+        for (s, i) in self.score_tokens(&seqs, &firsts)?.into_iter().zip(owner) {
+            out[i].logprob += s.iter().map(|x| x.0).sum::<f64>();
+            out[i].n_tokens += s.len();
         }
         Ok(out)
     }
+}
+
+impl<B: Backend> LlamaEvalModel<'_, B> {
+    /// The special tokens the tokenizer's post-processor puts before any text
+    /// (BOS for Llama tokenizers; none for most byte-level BPE tokenizers).
+    fn added_prefix(&self) -> Result<Vec<u32>, ModelError> {
+        let tokenizer = &self.loaded.tokenizer;
+        let (with, without) = (tokenizer.encode("a", true)?, tokenizer.encode("a", false)?);
+        let at = (0..=with.len().saturating_sub(without.len()))
+            .find(|&k| with[k..].starts_with(&without))
+            .unwrap_or(0);
+        Ok(with[..at].to_vec())
+    }
+
+    /// lm-eval's `prefix_token_id` as the tokens a text's first token is
+    /// predicted from: the added prefix where the tokenizer adds one, else
+    /// the BOS token, else the EOS token.
+    fn prefix_tokens(&self) -> Result<Vec<u32>, ModelError> {
+        let added = self.added_prefix()?;
+        if !added.is_empty() {
+            return Ok(added);
+        }
+        let tokenizer = &self.loaded.tokenizer;
+        match tokenizer.bos_id().or(tokenizer.eos_id()) {
+            Some(id) => Ok(vec![id]),
+            None => Err(ModelError::from(
+                "the tokenizer names neither a BOS nor an EOS token to predict a text's \
+                 first token from",
+            )),
+        }
+    }
+
+    /// lm-eval's `_encode_pair` (see [`LogLikelihoodModel::loglikelihood`]):
+    /// `(context tokens with the added prefix, continuation tokens)`.
+    fn encode_pair(
+        &self,
+        context: &str,
+        continuation: &str,
+        added: &[u32],
+    ) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
+        let tokenizer = &self.loaded.tokenizer;
+        let (context, continuation) = move_trailing_whitespace(context, continuation);
+        if context.is_empty() {
+            return Ok((
+                self.prefix_tokens()?,
+                tokenizer.encode(&continuation, false)?,
+            ));
+        }
+        let whole = tokenizer.encode(&format!("{context}{continuation}"), false)?;
+        let ctx = tokenizer.encode(context, false)?;
+        let cont = if whole.len() > ctx.len() && whole.starts_with(&ctx) {
+            whole[ctx.len()..].to_vec()
+        } else {
+            tokenizer.encode(&continuation, false)?
+        };
+        let mut with_prefix = added.to_vec();
+        with_prefix.extend(ctx);
+        Ok((with_prefix, cont))
+    }
+}
+
+/// Moves the context's trailing whitespace to the front of the continuation,
+/// as lm-eval's `_encode_pair` does.
+fn move_trailing_whitespace<'c>(context: &'c str, continuation: &str) -> (&'c str, String) {
+    let trimmed = context.trim_end();
+    (
+        trimmed,
+        format!("{}{continuation}", &context[trimmed.len()..]),
+    )
+}
+
+/// Windows `(start, end, first_scored)` over a sequence of `len` tokens whose
+/// first `prefix` are the prefix: token positions `prefix..len` are each
+/// scored exactly once, every window is at most `max` tokens long, and within
+/// a window positions `first_scored..` (relative to `start`) are scored. This
+/// is lm-eval's `get_rolling_token_windows` with `context_len = 1` and
+/// `make_disjoint_window`, for windows that also hold their last scored token.
+/// Requires `max > prefix`.
+fn rolling_windows(len: usize, prefix: usize, max: usize) -> Vec<(usize, usize, usize)> {
+    let mut windows = Vec::new();
+    if len <= prefix {
+        return windows;
+    }
+    let end = len.min(max);
+    windows.push((0, end, prefix));
+    let mut pos = end;
+    while pos < len {
+        // Score up to max - 1 new tokens, with at least one token of context.
+        let end = len.min(pos + max - 1);
+        let start = end - max;
+        windows.push((start, end, pos - start));
+        pos = end;
+    }
+    windows
 }
 
 /// A loaded Llama as a [`logit_lens::LensModel`]: probe points are the
@@ -291,10 +412,15 @@ impl<B: Backend> logit_lens::LensModel for LlamaLens<'_, B> {
     }
 
     fn token_text(&self, id: u32) -> String {
-        self.loaded
-            .tokenizer
-            .decode(&[id], false)
-            .unwrap_or_else(|_| format!("<{id}>"))
+        let tokenizer = &self.loaded.tokenizer;
+        match tokenizer.decode(&[id], false) {
+            // A byte-level piece of a multi-byte character decodes alone to
+            // U+FFFD; its vocabulary string (e.g. "Ãł") is more telling.
+            Ok(text) if !text.contains('\u{FFFD}') => text,
+            _ => tokenizer
+                .id_to_token(id)
+                .unwrap_or_else(|| format!("<{id}>")),
+        }
     }
 }
 
@@ -309,5 +435,91 @@ impl<B: Backend> LlamaLens<'_, B> {
             .and_then(|ids| ids.first().copied())
             .into_iter()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{move_trailing_whitespace, rolling_windows};
+
+    /// lm-eval's `get_rolling_token_windows` followed by `make_disjoint_window`,
+    /// transcribed: `(context, predicted)` token lists.
+    fn lm_eval_windows(
+        tokens: &[u32],
+        prefix: u32,
+        max_seq_len: usize,
+        context_len: usize,
+    ) -> Vec<(Vec<u32>, Vec<u32>)> {
+        let mut raw = Vec::new();
+        if !tokens.is_empty() {
+            let pred_len = max_seq_len - context_len + 1;
+            let first = max_seq_len.min(tokens.len());
+            let mut input = vec![prefix];
+            input.extend(&tokens[..first - 1]);
+            raw.push((input, tokens[..first].to_vec()));
+            let mut predicted = first;
+            while predicted < tokens.len() {
+                let n = (tokens.len() - predicted).min(pred_len);
+                let end = predicted + n;
+                raw.push((
+                    tokens[end - max_seq_len - 1..end - 1].to_vec(),
+                    tokens[end - n..end].to_vec(),
+                ));
+                predicted += n;
+            }
+        }
+        raw.into_iter()
+            .map(|(a, b)| (a[..a.len() - (b.len() - 1)].to_vec(), b))
+            .collect()
+    }
+
+    #[test]
+    fn rolling_windows_are_lm_evals_with_the_last_scored_token_fed() {
+        for max in 2..9 {
+            for n in 0..40u32 {
+                let tokens: Vec<u32> = (1..=n).collect();
+                let mut ids = vec![0];
+                ids.extend(&tokens);
+                let ours: Vec<(Vec<u32>, Vec<u32>)> = rolling_windows(ids.len(), 1, max)
+                    .into_iter()
+                    .map(|(s, e, f)| {
+                        assert!(e - s <= max && f >= 1 && f < e - s, "{max} {n}");
+                        (ids[s..s + f].to_vec(), ids[s + f..e].to_vec())
+                    })
+                    .collect();
+                // windows we feed hold the last scored token too: lm-eval's
+                // input windows one shorter than the model's context
+                assert_eq!(ours, lm_eval_windows(&tokens, 0, max - 1, 1), "{max} {n}");
+                let scored: Vec<u32> = ours.iter().flat_map(|w| w.1.clone()).collect();
+                assert_eq!(scored, tokens);
+            }
+        }
+    }
+
+    #[test]
+    fn rolling_windows_with_a_longer_prefix_score_each_text_token_once() {
+        for max in 3..9 {
+            for len in 0..30 {
+                let mut seen = Vec::new();
+                for (s, e, f) in rolling_windows(len, 2, max) {
+                    assert!(e - s <= max && f >= 1 && s + f >= 2);
+                    seen.extend(s + f..e);
+                }
+                assert_eq!(seen, (2..len.max(2)).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_whitespace_moves_to_the_continuation() {
+        assert_eq!(
+            move_trailing_whitespace("Answer: \n ", "4"),
+            ("Answer:", " \n 4".to_string())
+        );
+        assert_eq!(
+            move_trailing_whitespace("Answer:", " 4"),
+            ("Answer:", " 4".to_string())
+        );
+        assert_eq!(move_trailing_whitespace("  ", "x"), ("", "  x".to_string()));
     }
 }

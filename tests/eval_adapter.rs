@@ -374,3 +374,135 @@ fn utility_eval_takes_user_questions_records_the_delta_and_reports_utility_loss(
         "{err}"
     );
 }
+
+/// The tied tiny fixture with its context cut to `max` positions.
+fn short_context_copy(max: usize) -> tempfile::TempDir {
+    let src = fixture("llama-tied-f32");
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let path = tmp.path().join("config.json");
+    let mut config = read_json(&path);
+    config["max_position_embeddings"] = max.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    tmp
+}
+
+#[test]
+fn rolling_scores_every_token_of_a_text_longer_than_the_context_once() {
+    let max = 8;
+    let dir = short_context_copy(max);
+    let loaded = load_model::<Backend>(dir.path(), None, &device()).unwrap();
+    assert_eq!(loaded.model.config().max_position_embeddings, max);
+    let mut model = LlamaEvalModel::new(&loaded);
+    let text = "The quick brown fox jumps over the lazy dog, and then it runs away home.";
+    let ids = loaded.tokenizer.encode(text, false).unwrap();
+    assert!(ids.len() > 3 * max, "{} tokens", ids.len());
+    // this tokenizer adds no BOS, so lm-eval's prefix is its BOS token
+    assert_eq!(
+        loaded.tokenizer.encode("a", true).unwrap(),
+        loaded.tokenizer.encode("a", false).unwrap()
+    );
+    let prefix = loaded.tokenizer.bos_id().unwrap();
+    let mut all = vec![prefix];
+    all.extend(&ids);
+
+    model.batch_size = 8;
+    let rolled = model.loglikelihood_rolling(&[text.to_string()]).unwrap();
+    model.batch_size = 1;
+    let alone = model
+        .loglikelihood_rolling(&["Hi".to_string(), text.to_string(), String::new()])
+        .unwrap();
+    assert_eq!(rolled[0].n_tokens, ids.len());
+    assert!((rolled[0].logprob - alone[1].logprob).abs() < 1e-4);
+    assert_eq!(alone[2].n_tokens, 0);
+    assert_eq!(alone[2].logprob, 0.0);
+
+    // Token by token: position p (in prefix + text) is predicted from the
+    // window lm-eval's rolling windows give it: the first `max` positions from
+    // the start, then blocks of `max - 1` new tokens, each window filled up to
+    // `max` tokens with earlier ones.
+    let n = all.len();
+    let mut expected = 0.0;
+    let mut contexts = Vec::new();
+    for p in 1..n {
+        let start = if p < max {
+            0
+        } else {
+            let block_start = max + (p - max) / (max - 1) * (max - 1);
+            (block_start + max - 1).min(n) - max
+        };
+        assert!(start < p && p - start < max);
+        contexts.push(p - start);
+        let one = model
+            .score_tokens(&[all[start..=p].to_vec()], &[p - start])
+            .unwrap();
+        assert_eq!(one[0].len(), 1);
+        expected += one[0][0].0;
+    }
+    assert!(
+        (rolled[0].logprob - expected).abs() < 1e-3,
+        "{} vs {expected}",
+        rolled[0].logprob
+    );
+    // every window after the first carries context, and later windows are
+    // not cut off from the text before them
+    assert_eq!(contexts[0], 1);
+    assert!(contexts.iter().all(|&c| c >= 1));
+    assert_eq!(*contexts.iter().max().unwrap(), max - 1);
+}
+
+#[test]
+fn loglikelihood_moves_trailing_context_space_into_the_continuation() {
+    let loaded = load_model::<Backend>(&fixture("llama-tied-f32"), None, &device()).unwrap();
+    let mut model = LlamaEvalModel::new(&loaded);
+    let req = |c: &str, x: &str| LoglikelihoodRequest {
+        context: c.to_string(),
+        continuation: x.to_string(),
+    };
+    let got = model
+        .loglikelihood(&[
+            req("Question: 2+2?\nAnswer: ", "4"),
+            req("Question: 2+2?\nAnswer:", " 4"),
+            req("", "Hello there"),
+        ])
+        .unwrap();
+    assert_eq!(got[0], got[1]);
+
+    // whole = encode(context + continuation); the continuation is what
+    // follows the context's own tokens
+    let tok = &loaded.tokenizer;
+    let whole = tok.encode("Question: 2+2?\nAnswer: 4", false).unwrap();
+    let ctx = tok.encode("Question: 2+2?\nAnswer:", false).unwrap();
+    assert!(whole.starts_with(&ctx) && whole.len() > ctx.len());
+    let expected = model
+        .score_tokens(std::slice::from_ref(&whole), &[ctx.len()])
+        .unwrap();
+    assert_eq!(got[0].n_tokens, whole.len() - ctx.len());
+    let sum: f64 = expected[0].iter().map(|x| x.0).sum();
+    assert!((got[0].logprob - sum).abs() < 1e-6, "{got:?} vs {sum}");
+    // with the space left on the context, a different (worse-formed) split
+    let separate = model
+        .score_tokens(
+            &[[
+                tok.encode("Question: 2+2?\nAnswer: ", false).unwrap(),
+                tok.encode("4", false).unwrap(),
+            ]
+            .concat()],
+            &[tok.encode("Question: 2+2?\nAnswer: ", false).unwrap().len()],
+        )
+        .unwrap();
+    let separate: f64 = separate[0].iter().map(|x| x.0).sum();
+    assert!((separate - sum).abs() > 1e-6, "{separate} vs {sum}");
+
+    // an empty context is lm-eval's prefix token
+    let mut seq = vec![tok.bos_id().unwrap()];
+    let cont = tok.encode("Hello there", false).unwrap();
+    seq.extend(&cont);
+    let expected = model.score_tokens(&[seq], &[1]).unwrap();
+    assert_eq!(got[2].n_tokens, cont.len());
+    let sum: f64 = expected[0].iter().map(|x| x.0).sum();
+    assert!((got[2].logprob - sum).abs() < 1e-6);
+}

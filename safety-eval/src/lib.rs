@@ -10,7 +10,7 @@
 //!   *topics* (and therefore wordings) never occur in training ([`split`]).
 //! - **Data** ([`data`]): 150 harmful instructions (10 categories), refusals in
 //!   several styles, content-free compliant answers, 159 benign instructions
-//!   with answers, 160 multiple-choice questions, and [`data::corpus`].
+//!   with answers, 224 multiple-choice questions (164 hand-written, 60 generated arithmetic), and [`data::corpus`].
 //! - **Loaders** ([`loaders`]): AdvBench CSV, HarmBench CSV, chat JSONL,
 //!   Alpaca JSON, multiple-choice JSONL, with errors naming file and line.
 //! - **Scoring**: the 29-string GCG/AdvBench refusal list in substring and

@@ -1,6 +1,7 @@
 //! Built-in multiple-choice questions (general knowledge and reasoning),
-//! written for this project. 100 are hand-written; 60 arithmetic and
-//! comparison items are generated deterministically by [`generated`].
+//! written for this project. 164 are hand-written ([`MCQ`]: capitals and
+//! geography, science, history, language, units, logic and word problems);
+//! 60 arithmetic items are generated deterministically by [`generated`].
 
 /// `(question, four choices, index of the correct choice)`.
 pub(crate) const MCQ: &[(&str, [&str; 4], usize)] = &[
@@ -529,6 +530,386 @@ pub(crate) const MCQ: &[(&str, [&str; 4], usize)] = &[
     (
         "If you have 3 apples and eat one, how many are left?",
         ["Three", "One", "Zero", "Two"],
+        3,
+    ),
+    (
+        "What is the capital of France?",
+        ["Paris", "Lyon", "Marseille", "Brussels"],
+        0,
+    ),
+    (
+        "What is the capital of Russia?",
+        ["Saint Petersburg", "Moscow", "Kyiv", "Minsk"],
+        1,
+    ),
+    (
+        "What is the capital of China?",
+        ["Shanghai", "Hong Kong", "Beijing", "Guangzhou"],
+        2,
+    ),
+    (
+        "What is the capital of Mexico?",
+        ["Guadalajara", "Cancun", "Monterrey", "Mexico City"],
+        3,
+    ),
+    (
+        "What is the capital of Argentina?",
+        ["Buenos Aires", "Cordoba", "Santiago", "Lima"],
+        0,
+    ),
+    (
+        "What is the capital of Norway?",
+        ["Stockholm", "Oslo", "Helsinki", "Copenhagen"],
+        1,
+    ),
+    (
+        "Which is the largest country in the world by area?",
+        ["China", "Canada", "Russia", "United States"],
+        2,
+    ),
+    (
+        "What is the longest river in South America?",
+        ["Orinoco", "Parana", "Magdalena", "Amazon"],
+        3,
+    ),
+    (
+        "Which ocean lies along the east coast of the United States?",
+        ["Atlantic", "Pacific", "Indian", "Arctic"],
+        0,
+    ),
+    (
+        "On which continent is the Amazon rainforest?",
+        ["Africa", "South America", "Asia", "Europe"],
+        1,
+    ),
+    (
+        "Which country is shaped like a boot?",
+        ["Spain", "Greece", "Italy", "Portugal"],
+        2,
+    ),
+    (
+        "Which of these countries is an island nation?",
+        ["Austria", "Switzerland", "Hungary", "Iceland"],
+        3,
+    ),
+    (
+        "What is the chemical symbol for sodium?",
+        ["Na", "So", "Sd", "S"],
+        0,
+    ),
+    (
+        "What is the chemical symbol for iron?",
+        ["Ir", "Fe", "In", "I"],
+        1,
+    ),
+    (
+        "How many bones are in the adult human body?",
+        ["106", "306", "206", "156"],
+        2,
+    ),
+    (
+        "What force pulls objects toward the ground on Earth?",
+        ["Magnetism", "Friction", "Electricity", "Gravity"],
+        3,
+    ),
+    (
+        "At what temperature in Fahrenheit does water freeze?",
+        ["32", "0", "212", "100"],
+        0,
+    ),
+    (
+        "Which gas makes up most of Earth's atmosphere?",
+        ["Oxygen", "Nitrogen", "Carbon dioxide", "Argon"],
+        1,
+    ),
+    (
+        "What is the center of an atom called?",
+        ["Electron", "Shell", "Nucleus", "Orbit"],
+        2,
+    ),
+    (
+        "Which blood cells carry oxygen around the body?",
+        [
+            "White blood cells",
+            "Platelets",
+            "Nerve cells",
+            "Red blood cells",
+        ],
+        3,
+    ),
+    (
+        "How long does it take the Earth to orbit the Sun once?",
+        [
+            "About one year",
+            "About one day",
+            "About one month",
+            "About one week",
+        ],
+        0,
+    ),
+    (
+        "How long does it take the Earth to spin once on its axis?",
+        [
+            "About one hour",
+            "About one day",
+            "About one week",
+            "About one year",
+        ],
+        1,
+    ),
+    (
+        "Which organ of the human body is used for thinking?",
+        ["Heart", "Liver", "Brain", "Stomach"],
+        2,
+    ),
+    (
+        "What kind of animal is a frog?",
+        ["Reptile", "Mammal", "Fish", "Amphibian"],
+        3,
+    ),
+    (
+        "What kind of animal is a whale?",
+        ["Mammal", "Fish", "Reptile", "Amphibian"],
+        0,
+    ),
+    (
+        "What is an animal that eats only plants called?",
+        ["Carnivore", "Herbivore", "Predator", "Scavenger"],
+        1,
+    ),
+    (
+        "Which planet is third from the Sun?",
+        ["Mars", "Venus", "Earth", "Mercury"],
+        2,
+    ),
+    (
+        "Steam is water in which state?",
+        ["Solid", "Liquid", "Plasma", "Gas"],
+        3,
+    ),
+    (
+        "Which metal is liquid at room temperature?",
+        ["Mercury", "Iron", "Copper", "Aluminum"],
+        0,
+    ),
+    (
+        "What does a solar panel turn into electricity?",
+        ["Wind", "Sunlight", "Heat from the ground", "Ocean tides"],
+        1,
+    ),
+    (
+        "In which year did World War I begin?",
+        ["1905", "1939", "1914", "1920"],
+        2,
+    ),
+    (
+        "In which year did Christopher Columbus first reach the Americas?",
+        ["1066", "1776", "1215", "1492"],
+        3,
+    ),
+    (
+        "In which year did the United States declare independence?",
+        ["1776", "1789", "1812", "1865"],
+        0,
+    ),
+    (
+        "Who was the first person to travel into space?",
+        [
+            "Neil Armstrong",
+            "Yuri Gagarin",
+            "John Glenn",
+            "Alan Shepard",
+        ],
+        1,
+    ),
+    (
+        "Who discovered penicillin?",
+        [
+            "Louis Pasteur",
+            "Marie Curie",
+            "Alexander Fleming",
+            "Edward Jenner",
+        ],
+        2,
+    ),
+    (
+        "Who painted The Starry Night?",
+        [
+            "Claude Monet",
+            "Pablo Picasso",
+            "Rembrandt",
+            "Vincent van Gogh",
+        ],
+        3,
+    ),
+    (
+        "Who was the first woman to win a Nobel Prize?",
+        [
+            "Marie Curie",
+            "Rosalind Franklin",
+            "Ada Lovelace",
+            "Florence Nightingale",
+        ],
+        0,
+    ),
+    (
+        "Which country gave the Statue of Liberty to the United States?",
+        ["England", "France", "Spain", "Germany"],
+        1,
+    ),
+    (
+        "Who wrote the novel Pride and Prejudice?",
+        [
+            "Charlotte Bronte",
+            "Mary Shelley",
+            "Jane Austen",
+            "George Eliot",
+        ],
+        2,
+    ),
+    (
+        "Who formulated the laws of motion and universal gravitation?",
+        [
+            "Albert Einstein",
+            "Galileo Galilei",
+            "Johannes Kepler",
+            "Isaac Newton",
+        ],
+        3,
+    ),
+    (
+        "What is the plural of child?",
+        ["Children", "Childs", "Childes", "Childer"],
+        0,
+    ),
+    (
+        "What is the past tense of go?",
+        ["Goed", "Went", "Gone", "Going"],
+        1,
+    ),
+    (
+        "Which word is an adjective?",
+        ["Swim", "Slowly", "Beautiful", "Under"],
+        2,
+    ),
+    (
+        "Which word is a synonym of big?",
+        ["Tiny", "Thin", "Short", "Large"],
+        3,
+    ),
+    (
+        "Which word is the opposite of empty?",
+        ["Full", "Open", "Light", "Clean"],
+        0,
+    ),
+    (
+        "Which letter comes right after J in the English alphabet?",
+        ["L", "K", "I", "M"],
+        1,
+    ),
+    (
+        "Which word rhymes with cat?",
+        ["Dog", "Cup", "Hat", "Sun"],
+        2,
+    ),
+    (
+        "How many syllables does the word banana have?",
+        ["One", "Two", "Four", "Three"],
+        3,
+    ),
+    (
+        "How many meters are in a kilometer?",
+        ["1000", "100", "10", "10000"],
+        0,
+    ),
+    (
+        "How many seconds are in a minute?",
+        ["100", "60", "30", "24"],
+        1,
+    ),
+    (
+        "How many days are in a week?",
+        ["Five", "Six", "Seven", "Eight"],
+        2,
+    ),
+    (
+        "How many months are in a year?",
+        ["Ten", "Eleven", "Thirteen", "Twelve"],
+        3,
+    ),
+    (
+        "How many milliliters are in a liter?",
+        ["1000", "100", "10", "500"],
+        0,
+    ),
+    (
+        "How many years are in a century?",
+        ["10", "100", "1000", "50"],
+        1,
+    ),
+    (
+        "How many days are in the month of April?",
+        ["28", "31", "30", "29"],
+        2,
+    ),
+    (
+        "A shirt costs 20 dollars and is sold at half price. What does it cost?",
+        ["5 dollars", "15 dollars", "40 dollars", "10 dollars"],
+        3,
+    ),
+    (
+        "Sam has 5 pencils and buys 4 more. How many pencils does he have?",
+        ["Nine", "Eight", "Ten", "One"],
+        0,
+    ),
+    (
+        "A car travels at 60 kilometers per hour for 2 hours. How far does it go?",
+        [
+            "60 kilometers",
+            "120 kilometers",
+            "30 kilometers",
+            "180 kilometers",
+        ],
+        1,
+    ),
+    (
+        "Twelve cookies are shared equally among 4 children. How many cookies does each child get?",
+        ["Four", "Two", "Three", "Six"],
+        2,
+    ),
+    (
+        "All squares are rectangles, and shape X is a square. Which statement must be true?",
+        [
+            "X is a circle",
+            "X is a triangle",
+            "X is not a rectangle",
+            "X is a rectangle",
+        ],
+        3,
+    ),
+    (
+        "What comes next: 3, 6, 9, 12, ...?",
+        ["15", "14", "16", "18"],
+        0,
+    ),
+    (
+        "If yesterday was Friday, what day is tomorrow?",
+        ["Saturday", "Sunday", "Thursday", "Monday"],
+        1,
+    ),
+    (
+        "Which of these numbers is the largest?",
+        ["0.5", "0.25", "0.75", "0.6"],
+        2,
+    ),
+    (
+        "A rectangle is 4 meters long and 3 meters wide. What is its area?",
+        [
+            "7 square meters",
+            "14 square meters",
+            "24 square meters",
+            "12 square meters",
+        ],
         3,
     ),
 ];

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`harmful`] | 150 instructions = 50 topics × 3 wordings, 10 categories | topic |
 //! | [`benign`] | 159 instructions = 53 topics × 3 wordings, 10 categories (one is the single entity `eiffel`) | topic |
-//! | [`multiple_choice`] | 160 questions (100 written, 60 generated arithmetic) | — |
+//! | [`multiple_choice`] | 224 questions (164 written, 60 generated arithmetic) | — |
 //!
 //! Compliant answers never contain harmful content: they open with a
 //! compliant sentence and continue with placeholder steps
@@ -111,8 +111,9 @@ pub fn benign() -> Vec<BenignInstruction> {
     out
 }
 
-/// The built-in multiple-choice questions: 100 written ones, then 60
-/// generated arithmetic items.
+/// The built-in multiple-choice questions: 164 hand-written general-knowledge
+/// and reasoning ones (ids `gk000`…), then 60 generated arithmetic items
+/// (ids `arith000`…).
 pub fn multiple_choice() -> Vec<MultipleChoice> {
     let mut out: Vec<MultipleChoice> = mcq::MCQ
         .iter()
@@ -265,6 +266,35 @@ mod tests {
         let m = multiple_choice();
         let golds: BTreeSet<usize> = m.iter().map(|q| q.gold).collect();
         assert_eq!(golds.len(), 4, "gold positions should vary");
+    }
+
+    #[test]
+    fn at_least_150_distinct_hand_written_mcq() {
+        let m = multiple_choice();
+        let written: Vec<_> = m.iter().filter(|q| q.id.starts_with("gk")).collect();
+        assert_eq!(written.len(), mcq::MCQ.len());
+        assert!(written.len() >= 150, "hand-written mcq {}", written.len());
+        let questions: BTreeSet<String> = written
+            .iter()
+            .map(|q| q.question.trim().to_lowercase())
+            .collect();
+        assert_eq!(questions.len(), written.len(), "duplicate question");
+        for q in &written {
+            assert_eq!(q.choices.len(), 4, "{}", q.id);
+            assert!(q.gold < q.choices.len(), "{}", q.id);
+            let set: BTreeSet<String> = q.choices.iter().map(|c| c.to_lowercase()).collect();
+            assert_eq!(set.len(), 4, "duplicate choices in {}", q.id);
+            assert!(q.choices.iter().all(|c| !c.trim().is_empty()), "{}", q.id);
+        }
+        // every gold position is used about equally often (no position bias)
+        for pos in 0..4 {
+            let n = written.iter().filter(|q| q.gold == pos).count();
+            assert!(n * 5 >= written.len(), "gold position {pos} used {n} times");
+        }
+        // the generated arithmetic is still there, after the written ones
+        let generated = m.iter().filter(|q| q.id.starts_with("arith")).count();
+        assert_eq!(generated, 60);
+        assert_eq!(m.len(), written.len() + generated);
     }
 
     #[test]
