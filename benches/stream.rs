@@ -1,15 +1,17 @@
 //! Streaming compression of a synthetic checkpoint with Llama-2-7B layer shapes
 //! (2 decoder layers instead of 32, full 32000 × 4096 embeddings and lm_head,
 //! fp16 as Llama-2 ships): input GB/s of `compress_checkpoint` with BitDelta,
-//! and peak resident memory, which must stay at a few tensors — not the model.
+//! then of `apply_delta_file` (base + that delta → merged model), and the peak
+//! resident memory of each, which must stay at a few tensors — not the model,
+//! and for apply not the whole compressed delta either.
 //!
 //! Run: `cargo bench --bench stream`. The two checkpoints (≈ 1.3 GB each) are
 //! written once to `target/bench-data/` and reused.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use deltaguard::delta_core::{CheckpointWriter, DType, DeltaPair, WriteOptions};
-use deltaguard::delta_quant::ops::{compress_checkpoint, CompressOptions};
-use deltaguard::delta_quant::parse_method;
+use deltaguard::delta_quant::ops::{apply_delta_file, compress_checkpoint, CompressOptions};
+use deltaguard::delta_quant::{parse_method, DeltaFile};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
@@ -144,6 +146,52 @@ fn bench(c: &mut Criterion) {
             input as f64 / 1e9,
             largest as f64 / 1e6,
             largest as f64 * 4.0 / 1e9,
+            peak as f64 / 1e9
+        );
+    }
+
+    // Apply: the delta written above onto the base. Reset the peak mark again
+    // so only apply is measured.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let delta = DeltaFile::open(&out).unwrap();
+    let delta_bytes = std::fs::metadata(&out).unwrap().len();
+    let merged = data.join("applied");
+    let write = WriteOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("stream");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
+    group.throughput(Throughput::Bytes(pair.base().total_bytes() + delta_bytes));
+    group.bench_function(
+        "apply_delta_file/bitdelta/llama2-7b-shapes-2-layers-fp16",
+        |b| {
+            b.iter(|| {
+                apply_delta_file(
+                    pair.base(),
+                    &delta,
+                    &out,
+                    &merged,
+                    &write,
+                    &mut |_| {},
+                    None,
+                )
+                .unwrap();
+            })
+        },
+    );
+    group.finish();
+
+    if let Some(peak) = peak_rss() {
+        // Compressed payloads are decoded from the delta's map one tensor at a
+        // time, so the heap holds about one reconstructed f32 delta plus the
+        // merged tensor — independent of the delta's total size.
+        println!(
+            "apply: base {:.2} GB + delta {:.3} GB; peak RSS of this process {:.2} GB",
+            pair.base().total_bytes() as f64 / 1e9,
+            delta_bytes as f64 / 1e9,
             peak as f64 / 1e9
         );
     }

@@ -273,3 +273,245 @@ fn a_nan_in_the_finetune_is_refused_and_no_file_is_left() {
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("poisoned")]);
 }
+
+/// A copy of checkpoint `src` at `dst` (f32) with `edit` applied to `tensor`.
+fn edited_copy(src: &Path, dst: &Path, tensor: &str, edit: impl Fn(&mut [f32])) -> PathBuf {
+    use deltaguard::delta_core::{CheckpointWriter, DType};
+    let src = Checkpoint::open(src).unwrap();
+    let mut w = CheckpointWriter::create(dst, WriteOptions::default()).unwrap();
+    w.copy_aux_files_from(src.dir()).unwrap();
+    for info in src.infos() {
+        let mut v = src.read_f32(&info.name).unwrap();
+        if info.name == tensor {
+            edit(&mut v);
+        }
+        w.write_f32(&info.name, DType::F32, &info.shape, &v)
+            .unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// Every entry of `dir`, sorted, as strings.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn bad_inputs_are_typed_errors_and_leave_no_output() {
+    use deltaguard::delta_core::{CheckpointError, DeltaError};
+    use deltaguard::delta_quant::QuantError;
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("inputs");
+    let outputs = tmp.path().join("outputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::create_dir_all(&outputs).unwrap();
+    let bitdelta = parse_method("bitdelta").unwrap();
+    let try_compress = |base: &Path, ft: &Path| -> Result<(), OpsError> {
+        let pair = DeltaPair::open(base, ft)?;
+        compress_checkpoint(
+            &pair,
+            bitdelta.as_ref(),
+            outputs.join("delta.safetensors"),
+            &CompressOptions::default(),
+            &mut |_| {},
+            None,
+        )?;
+        Ok(())
+    };
+    let copy_dir = |name: &str, dst: &Path| {
+        std::fs::create_dir_all(dst).unwrap();
+        for e in std::fs::read_dir(fixture(name)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    };
+
+    // A truncated fine-tune.
+    let truncated = inputs.join("truncated");
+    copy_dir("pair/finetuned", &truncated);
+    let weights = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = try_compress(&fixture("pair/base"), &truncated).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OpsError::Delta(DeltaError::Checkpoint(CheckpointError::Safetensors { path, .. })) if *path == weights
+        ),
+        "truncated: {err}"
+    );
+
+    // A base whose header lies about a tensor's offsets.
+    let lying = inputs.join("lying");
+    copy_dir("pair/base", &lying);
+    let weights = lying.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
+    let lied = header.replacen("\"data_offsets\":[0,", "\"data_offsets\":[8,", 1);
+    assert_ne!(lied, header, "fixture header layout changed");
+    let mut b = bytes[..8].to_vec();
+    b.extend(lied.as_bytes());
+    b.extend(&bytes[8 + n..]);
+    std::fs::write(&weights, b).unwrap();
+    let err = try_compress(&lying, &fixture("pair/finetuned")).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OpsError::Delta(DeltaError::Checkpoint(CheckpointError::Safetensors { .. }))
+        ),
+        "lying header: {err}"
+    );
+
+    // A mismatched pair.
+    let err = try_compress(&fixture("pair/base"), &fixture("llama-tied-f32")).unwrap_err();
+    assert!(
+        matches!(&err, OpsError::Delta(DeltaError::Mismatch(_))),
+        "mismatch: {err}"
+    );
+
+    // Finite weights whose difference overflows to +Inf, in the last
+    // compressed tensor (the writer has already written the others).
+    let name = "model.layers.1.self_attn.v_proj.weight";
+    let base_big = edited_copy(&fixture("pair/base"), &inputs.join("base-big"), name, |v| {
+        v[3] = -3.0e38
+    });
+    let ft_big = edited_copy(
+        &fixture("pair/finetuned"),
+        &inputs.join("ft-big"),
+        name,
+        |v| v[3] = 3.0e38,
+    );
+    let err = try_compress(&base_big, &ft_big).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OpsError::Delta(DeltaError::NonFinite { tensor, which: "the delta", index: 3, .. }) if tensor == name
+        ),
+        "inf delta: {err}"
+    );
+    assert!(
+        listing(&outputs).is_empty(),
+        "compress left {:?}",
+        listing(&outputs)
+    );
+
+    // Apply: a truncated delta file and one whose header lies are refused
+    // when opened; a merge that overflows is refused mid-way, and the
+    // half-built model directory is removed.
+    let good = inputs.join("good.safetensors");
+    compress("bitdelta", &good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = inputs.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 64]).unwrap();
+    assert!(matches!(
+        DeltaFile::open(&truncated),
+        Err(QuantError::Safetensors(_))
+    ));
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
+    let lied = header.replacen("\"data_offsets\":[0,", "\"data_offsets\":[1,", 1);
+    assert_ne!(lied, header);
+    let mut b = bytes[..8].to_vec();
+    b.extend(lied.as_bytes());
+    b.extend(&bytes[8 + n..]);
+    let lying = inputs.join("lying.safetensors");
+    std::fs::write(&lying, b).unwrap();
+    assert!(matches!(
+        DeltaFile::open(&lying),
+        Err(QuantError::Safetensors(_))
+    ));
+
+    // Base entries near f32::MAX plus a delta whose scale is huge: W + Δ̂
+    // overflows in the last layer's up_proj.
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let base_edge = edited_copy(
+        &fixture("pair/base"),
+        &inputs.join("base-edge"),
+        name,
+        |v| {
+            v[..100].fill(0.0);
+            v[100] = 3.402e38;
+        },
+    );
+    let ft_edge = edited_copy(
+        &fixture("pair/finetuned"),
+        &inputs.join("ft-edge"),
+        name,
+        |v| {
+            v[..100].fill(3.0e38);
+            v[100] = 3.402e38;
+        },
+    );
+    let pair = DeltaPair::open(&base_edge, &ft_edge).unwrap();
+    let edge_delta = inputs.join("edge.safetensors");
+    compress_checkpoint(
+        &pair,
+        bitdelta.as_ref(),
+        &edge_delta,
+        &CompressOptions::default(),
+        &mut |_| {},
+        None,
+    )
+    .unwrap();
+    let file = DeltaFile::open(&edge_delta).unwrap();
+    let err = apply_delta_file(
+        pair.base(),
+        &file,
+        &edge_delta,
+        outputs.join("model"),
+        &WriteOptions::default(),
+        &mut |_| {},
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OpsError::Delta(DeltaError::NonFinite { tensor, which: "the merged weight", index: 100, .. }) if tensor == name
+        ),
+        "overflowing merge: {err}"
+    );
+    assert!(
+        listing(&outputs).is_empty(),
+        "apply left {:?}",
+        listing(&outputs)
+    );
+}
+
+#[test]
+fn the_delta_file_records_the_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pair = DeltaPair::open(fixture("pair/base"), fixture("pair/finetuned")).unwrap();
+    let out = tmp.path().join("dare.safetensors");
+    let options = CompressOptions {
+        seed: 42,
+        ..CompressOptions::default()
+    };
+    let dare = parse_method("dare:p=0.5").unwrap();
+    compress_checkpoint(&pair, dare.as_ref(), &out, &options, &mut |_| {}, None).unwrap();
+    let file = DeltaFile::open(&out).unwrap();
+    assert_eq!(file.header().seed, Some(42));
+    // The recorded method and seed reproduce the file's deltas exactly.
+    let again = tmp.path().join("again.safetensors");
+    let method = parse_method(file.method()).unwrap();
+    let options = CompressOptions {
+        seed: file.header().seed.unwrap(),
+        ..CompressOptions::default()
+    };
+    compress_checkpoint(&pair, method.as_ref(), &again, &options, &mut |_| {}, None).unwrap();
+    let again = DeltaFile::open(&again).unwrap();
+    for e in file.entries() {
+        if e.kind == deltaguard::delta_quant::EntryKind::Compressed {
+            assert_eq!(
+                again.compressed(&e.name).unwrap(),
+                file.compressed(&e.name).unwrap()
+            );
+        }
+    }
+}

@@ -305,7 +305,7 @@ pub(crate) fn signs_and_abs_sums(
     let (rows, cols) = (delta.rows(), delta.cols());
     let rb = row_bytes(cols, 1);
     let mut bytes = vec![0u8; rows * rb];
-    let sums: Vec<f64> = if cols == 0 {
+    let mut sums: Vec<f64> = if cols == 0 {
         vec![0.0; rows]
     } else {
         bytes
@@ -314,17 +314,18 @@ pub(crate) fn signs_and_abs_sums(
             .map(|(out, row)| pack_row_abs(row, out))
             .collect()
     };
-    if let Some(i) = sums.iter().position(|s| !s.is_finite()) {
+    for (i, sum) in sums.iter_mut().enumerate() {
+        if sum.is_finite() {
+            continue;
+        }
         let row = delta.row(i);
-        return Err(match row.iter().position(|x| !x.is_finite()) {
-            Some(j) => delta.non_finite_at(tensor, i * cols + j),
-            // Finite entries whose |sum| overflows f64 cannot happen for f32
-            // input (max 3.4e38 · 2^64 entries < 1.8e308); kept for safety.
-            None => QuantError::Unsupported {
-                tensor: tensor.to_string(),
-                reason: format!("sum of |Δ| over row {i} overflows"),
-            },
-        });
+        if let Some(j) = row.iter().position(|x| !x.is_finite()) {
+            return Err(delta.non_finite_at(tensor, i * cols + j));
+        }
+        // Finite entries near f32::MAX can overflow the f32 partial sums of
+        // the fast path; f64 cannot overflow for f32 input (3.4e38 · 2^64
+        // entries < 1.8e308), so redo this row's sum in f64.
+        *sum = row.iter().map(|&x| x.abs() as f64).sum();
     }
     Ok((BitMatrix::from_raw_unchecked(rows, cols, 1, bytes), sums))
 }

@@ -27,6 +27,7 @@
 //! | `params` | JSON of [`Compressor::params`] |
 //! | `base_fingerprint` | caller's fingerprint of the base checkpoint |
 //! | `finetuned` | fine-tuned model identity (optional) |
+//! | `seed` | seed of the run, decimal (optional; what randomized methods without `seed=` used) |
 //! | `tensors` | JSON object: name → entry |
 //!
 //! A compressed entry is `{"kind":"compressed","shape":[r,c],
@@ -48,9 +49,14 @@
 //! returning: the container (via the `safetensors` crate: truncation, bad
 //! JSON, offsets that overlap or leave gaps), the metadata, the method
 //! string, every payload's presence, dtype and size, and that no tensor is
-//! unaccounted for. Compressed tensors are decoded then (they are small);
-//! carried tensors stay in the map and are borrowed on request.
-//! Reading back gives bitwise what was written.
+//! unaccounted for. Each compressed tensor is decoded once there to be
+//! validated and dropped at once, so opening needs memory for one tensor,
+//! not the whole delta; the `DeltaFile` keeps only each payload's name,
+//! dtype, shape and byte range in the map. [`DeltaFile::compressed`]
+//! decodes a tensor from the map again on every call, and carried tensors
+//! are borrowed from the map on request, so a caller that handles one
+//! tensor at a time (apply, loading a model with a delta) holds at most a
+//! few tensors. Reading back gives bitwise what was written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -84,19 +90,33 @@ pub struct DeltaFileHeader {
     pub base_fingerprint: String,
     /// Identity of the fine-tuned model, if known.
     pub finetuned: Option<String>,
+    /// Seed of the run that wrote the file ([`crate::CompressContext::seed`]):
+    /// randomized methods without their own `seed=` (DARE, randomized SVD)
+    /// drew from it, so it is needed to reproduce the file. `None` if not
+    /// recorded.
+    pub seed: Option<u64>,
 }
 
 impl DeltaFileHeader {
+    /// A header for files written with `compressor` against the base whose
+    /// fingerprint is `base_fingerprint`.
     pub fn new(compressor: &dyn Compressor, base_fingerprint: impl Into<String>) -> Self {
         Self {
             method: compressor.spec(),
             params: compressor.params(),
             base_fingerprint: base_fingerprint.into(),
             finetuned: None,
+            seed: None,
         }
     }
+    /// Records the fine-tuned model's identity.
     pub fn with_finetuned(mut self, id: impl Into<String>) -> Self {
         self.finetuned = Some(id.into());
+        self
+    }
+    /// Records the run's seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 }
@@ -281,6 +301,9 @@ impl DeltaFileWriter {
         if let Some(f) = &h.finetuned {
             meta.insert("finetuned".into(), json!(f));
         }
+        if let Some(seed) = h.seed {
+            meta.insert("seed".into(), json!(seed.to_string()));
+        }
         meta.insert(
             "tensors".into(),
             json!(serde_json::to_string(&self.entries).expect("JSON")),
@@ -323,12 +346,47 @@ impl Drop for DeltaFileWriter {
     }
 }
 
+/// Where a compressed tensor's payloads lie in the map: everything needed
+/// to decode it again, nothing decoded.
+struct LazyCompressed {
+    encoding: Value,
+    /// (payload name, dtype, shape, byte range in the map).
+    payloads: Vec<(String, Dtype, Vec<usize>, Range<usize>)>,
+}
+
+impl LazyCompressed {
+    /// Decodes tensor `name` from `map` (copies its payload bytes).
+    fn decode(&self, name: &str, map: &[u8]) -> Result<Compressed, QuantError> {
+        let payloads = self
+            .payloads
+            .iter()
+            .map(|(p, dtype, shape, range)| {
+                (
+                    p.clone(),
+                    Payload {
+                        dtype: *dtype,
+                        shape: shape.clone(),
+                        data: map[range.clone()].to_vec(),
+                    },
+                )
+            })
+            .collect();
+        Compressed::from_parts(
+            name,
+            &Parts {
+                encoding: self.encoding.clone(),
+                payloads,
+            },
+        )
+    }
+}
+
 /// An opened, fully validated compressed-delta file.
 pub struct DeltaFile {
     map: memmap2::Mmap,
     header: DeltaFileHeader,
     entries: Vec<Entry>,
-    compressed: BTreeMap<String, Compressed>,
+    compressed: BTreeMap<String, LazyCompressed>,
     carried: BTreeMap<String, (Dtype, Vec<usize>, Range<usize>)>,
 }
 
@@ -380,11 +438,19 @@ impl DeltaFile {
         if params != compressor.params() {
             return Err(meta_err(format!("`params` do not match method `{method}`")));
         }
+        let seed = match md.get("seed") {
+            None => None,
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .map_err(|_| meta_err(format!("`seed` is not an unsigned integer: `{s}`")))?,
+            ),
+        };
         let header = DeltaFileHeader {
             method,
             params,
             base_fingerprint: get("base_fingerprint")?.clone(),
             finetuned: md.get("finetuned").cloned(),
+            seed,
         };
         let table: Map<String, Value> = serde_json::from_str(get("tensors")?)
             .map_err(|e| meta_err(format!("`tensors` is not a JSON object: {e}")))?;
@@ -424,15 +490,16 @@ impl DeltaFile {
                         let (s, t) = info.data_offsets;
                         payloads.push((
                             p,
-                            Payload {
-                                dtype: info.dtype,
-                                shape: info.shape.clone(),
-                                data: map[data_start + s..data_start + t].to_vec(),
-                            },
+                            info.dtype,
+                            info.shape.clone(),
+                            data_start + s..data_start + t,
                         ));
                         used.insert(full);
                     }
-                    let c = Compressed::from_parts(name, &Parts { encoding, payloads })?;
+                    let lazy = LazyCompressed { encoding, payloads };
+                    // Decoded once to validate, then dropped: open holds one
+                    // tensor at a time.
+                    let c = lazy.decode(name, &map)?;
                     if c.shape().as_slice() != shape.as_slice() {
                         return Err(meta_err(format!(
                             "tensor `{name}`: shape {shape:?} but payloads decode to {:?}",
@@ -452,7 +519,8 @@ impl DeltaFile {
                         storage_bytes: bytes,
                         dtype: None,
                     });
-                    compressed.insert(name.clone(), c);
+                    drop(c);
+                    compressed.insert(name.clone(), lazy);
                 }
                 Some("carried") => {
                     let info = infos.get(name).ok_or_else(|| QuantError::MissingPayload {
@@ -521,11 +589,18 @@ impl DeltaFile {
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
-    /// The compressed delta of `name`.
-    pub fn compressed(&self, name: &str) -> Result<&Compressed, QuantError> {
+    /// The compressed delta of `name`, decoded from the memory map.
+    ///
+    /// Each call decodes anew (copying the tensor's payload bytes; the file
+    /// keeps nothing decoded), so callers should hold the value only while
+    /// they use it and fetch tensors one at a time. The file was validated
+    /// at [`open`](Self::open), so this fails only for an unknown `name`
+    /// ([`QuantError::NotFound`]).
+    pub fn compressed(&self, name: &str) -> Result<Compressed, QuantError> {
         self.compressed
             .get(name)
-            .ok_or_else(|| QuantError::NotFound(name.to_string()))
+            .ok_or_else(|| QuantError::NotFound(name.to_string()))?
+            .decode(name, &self.map)
     }
     /// The carried tensor `name`, borrowed from the map.
     pub fn carried(&self, name: &str) -> Result<CarriedTensor<'_>, QuantError> {

@@ -118,7 +118,8 @@ pub fn compress_checkpoint(
     interrupt: Option<&AtomicBool>,
 ) -> Result<CompressSummary, OpsError> {
     let header = DeltaFileHeader::new(compressor, pair.base().fingerprint())
-        .with_finetuned(pair.finetuned().fingerprint());
+        .with_finetuned(pair.finetuned().fingerprint())
+        .with_seed(options.seed);
     let mut writer = DeltaFileWriter::create(out.as_ref(), header)?;
     let plan = pair.plan(&options.selection);
     let total = plan.len();
@@ -251,8 +252,11 @@ pub fn apply_delta_file(
                         ),
                     ));
                 }
+                // One tensor at a time: the compressed payload is decoded
+                // from the map here and dropped with `rec` before the next.
                 let rec = delta.compressed(name)?.reconstruct();
                 let merged = add_delta(name, view, rec.data())?;
+                drop(rec);
                 writer.write_tensor(name, view.info.dtype, &view.info.shape, &merged)?;
                 base.release(name);
             }

@@ -278,6 +278,12 @@ fn bad_metadata_is_a_typed_error() {
             Box::new(|_, m| edit_tensors_json(m, |t| t["lm_head.weight"]["dtype"] = "BF16".into())),
         ),
         (
+            "seed",
+            Box::new(|_, m| {
+                m.insert("seed".into(), "-1".into());
+            }),
+        ),
+        (
             "stray tensor",
             Box::new(|t, _| {
                 t.insert("extra".into(), (Dtype::U8, vec![1], vec![0]));

@@ -457,3 +457,39 @@ fn bitdelta_wide_rows_cross_simd_blocks() {
         }
     }
 }
+
+#[test]
+fn bitdelta_handles_values_near_f32_max() {
+    // 300 columns of ±3e38: the fast path's f32 partial sums overflow, the
+    // scale must still be the exact mean |Δ| (no error, no infinity).
+    let (rows, cols) = (2, 300);
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|i| if i % 3 == 0 { -3.0e38 } else { 3.0e38 })
+        .collect();
+    let d = DeltaMatrix::new(rows, cols, data).unwrap();
+    for per_row in [false, true] {
+        let c = BitDelta::new(per_row)
+            .compress_matrix(&d, &ctx("w"))
+            .unwrap();
+        let Compressed::BitDelta(p) = &c else {
+            panic!()
+        };
+        assert!(p.scales().iter().all(|&a| a == 3.0e38), "{:?}", p.scales());
+        let rec = c.reconstruct();
+        assert_eq!(rec.data(), d.data());
+    }
+    // Multi-mask: the residual after the first mask is exactly zero.
+    let c = parse_method("multimask:k=2")
+        .unwrap()
+        .compress_matrix(&d, &ctx("w"))
+        .unwrap();
+    assert_eq!(c.reconstruct().data(), d.data());
+    // A real infinity is still refused, naming its position.
+    let mut bad = d.data().to_vec();
+    bad[cols + 7] = f32::INFINITY;
+    let bad = DeltaMatrix::new(rows, cols, bad).unwrap();
+    match BitDelta::default().compress_matrix(&bad, &ctx("w")) {
+        Err(QuantError::NonFinite { row, col, .. }) => assert_eq!((row, col), (1, 7)),
+        other => panic!("{other:?}"),
+    }
+}

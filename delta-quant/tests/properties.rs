@@ -5,7 +5,7 @@ mod common;
 use common::{matrix, ALL_METHODS};
 use delta_quant::pack::{pack_row, row_bytes, unpack_row};
 use delta_quant::{
-    parse_method, BitDelta, BitMatrix, CompressContext, Compressed, Compressor, DeltaFile,
+    parse_method, BitDelta, BitMatrix, CompressContext, Compressed, Compressor, Dare, DeltaFile,
     DeltaFileHeader, DeltaFileWriter, DeltaMatrix, LowRank, Magnitude, MultiMask, Rtn, SvdSolver,
 };
 use proptest::prelude::*;
@@ -189,7 +189,7 @@ proptest! {
             let comp = parse_method(m).unwrap();
             let c = comp.compress_matrix(&d, &CompressContext::new("layer.q_proj.weight", 1)).unwrap();
             let path = dir.path().join("delta.safetensors");
-            let header = DeltaFileHeader::new(comp.as_ref(), "sha256:base").with_finetuned("ft-model");
+            let header = DeltaFileHeader::new(comp.as_ref(), "sha256:base").with_finetuned("ft-model").with_seed(u64::MAX);
             let mut w = DeltaFileWriter::create(&path, header.clone()).unwrap();
             w.add_compressed("layer.q_proj.weight", &c).unwrap();
             let n = carried.len() / 2 * 2;
@@ -198,7 +198,7 @@ proptest! {
 
             let f = DeltaFile::open(&path).unwrap();
             prop_assert_eq!(f.header(), &header);
-            prop_assert_eq!(f.compressed("layer.q_proj.weight").unwrap(), &c, "{}", m);
+            prop_assert_eq!(&f.compressed("layer.q_proj.weight").unwrap(), &c, "{}", m);
             let rec = f.compressed("layer.q_proj.weight").unwrap().reconstruct();
             let want = c.reconstruct();
             prop_assert!(rec.data().iter().zip(want.data()).all(|(a, b)| a.to_bits() == b.to_bits()));
@@ -207,6 +207,54 @@ proptest! {
             prop_assert_eq!(t.dtype, delta_quant::Dtype::BF16);
             prop_assert_eq!(t.shape, &[n / 2][..]);
             prop_assert_eq!(f.entries().len(), 2);
+        }
+    }
+}
+
+/// Hoeffding: the mean of `n` independent draws from an interval of width
+/// `width` is within this distance of its expectation except with
+/// probability 1e-12.
+fn hoeffding_t(n: usize, width: f64) -> f64 {
+    width * ((2.0f64 / 1e-12).ln() / (2.0 * n as f64)).sqrt()
+}
+
+proptest! {
+    // Each case compresses the matrix once per seed.
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dare_is_unbiased_on_average_over_seeds(d in matrix(), p in 0.05f64..0.9, first_seed in any::<u64>()) {
+        let seeds = 400usize;
+        let dare = Dare::new(p, None).unwrap();
+        let mut sum = vec![0f64; d.len()];
+        for s in 0..seeds {
+            let seed = first_seed.wrapping_add(s as u64);
+            let c = dare.compress_matrix(&d, &CompressContext::new("w", seed)).unwrap();
+            for (acc, &x) in sum.iter_mut().zip(c.reconstruct().data()) {
+                *acc += x as f64;
+            }
+        }
+        // Per entry: each draw is 0 or x/(1-p), an interval of width |x|/(1-p).
+        // Pooled: z = sign(x)·(draw − x)/|x| lies in [−1, p/(1−p)] with mean 0,
+        // independently over entries and seeds — a much sharper check (a DARE
+        // without the rescale has E[z] = −p).
+        let (mut z_sum, mut z_n) = (0f64, 0usize);
+        for (i, &x) in d.data().iter().enumerate() {
+            let mean = sum[i] / seeds as f64;
+            if x == 0.0 {
+                prop_assert_eq!(mean, 0.0);
+                continue;
+            }
+            let x = x as f64;
+            let t = hoeffding_t(seeds, x.abs() / (1.0 - p)) + 1e-6 * x.abs();
+            prop_assert!((mean - x).abs() <= t, "entry {}: mean {} vs {} (t = {})", i, mean, x, t);
+            z_sum += (sum[i] - seeds as f64 * x) / x.abs() * x.signum();
+            z_n += seeds;
+        }
+        if z_n > 0 {
+            let z_mean = z_sum / z_n as f64;
+            let t = hoeffding_t(z_n, 1.0 / (1.0 - p)) + 1e-6;
+            prop_assert!(z_mean.abs() <= t, "pooled relative bias {} (t = {})", z_mean, t);
         }
     }
 }

@@ -453,7 +453,7 @@ impl<S: TensorSource + ?Sized> BaseAndDelta<'_, S> {
             }
             let name = e.name.as_str();
             let c = self.delta.compressed(name).map_err(quant_err(name))?;
-            let masks = sign_masks(name, self.delta.method(), c)?;
+            let masks = sign_masks(name, self.delta.method(), &c)?;
             let [in_f, out_f] = match model.linear(name) {
                 Some(LinearWeight::Dense(w)) => w.val().dims(),
                 _ => {
@@ -1063,7 +1063,7 @@ pub fn write_healed<B: Backend>(
                         })
                     }
                 };
-                let healed = rescaled(name, c, &scales)?;
+                let healed = rescaled(name, &c, &scales)?;
                 writer
                     .add_compressed(name, &healed)
                     .map_err(quant_err(name))?;

@@ -256,8 +256,8 @@ fn check_same_signs(a: &DeltaFile, b: &DeltaFile, carried_identical: bool) {
     for e in a.entries() {
         match e.kind {
             EntryKind::Compressed => {
-                let x = signs_and_scales(a.compressed(&e.name).unwrap());
-                let y = signs_and_scales(b.compressed(&e.name).unwrap());
+                let x = signs_and_scales(&a.compressed(&e.name).unwrap());
+                let y = signs_and_scales(&b.compressed(&e.name).unwrap());
                 assert_eq!(x.len(), y.len());
                 for ((sx, ax), (sy, ay)) in x.iter().zip(&y) {
                     assert_eq!(sx, sy, "{} signs", e.name);
@@ -302,7 +302,7 @@ fn healing_multimask_per_row_scales() {
     );
     check_same_signs(&a, &b, true);
     let c = b.compressed("model.layers.0.mlp.up_proj.weight").unwrap();
-    let masks = signs_and_scales(c);
+    let masks = signs_and_scales(&c);
     assert_eq!(masks.len(), 2);
     assert_eq!(masks[0].1.len(), 176, "one scale per output row");
 }
@@ -456,7 +456,7 @@ fn scales_mode_leaves_base_and_carried_bit_identical() {
     assert_eq!(frozen_bits(&healed), bits_before);
     match healed.linear(q).unwrap() {
         LinearWeight::SignDelta(d) => {
-            let orig = signs_and_scales(delta.compressed(q).unwrap());
+            let orig = signs_and_scales(&delta.compressed(q).unwrap());
             let now = d.scales();
             assert_ne!(now[0], orig[0].1, "scales were trained");
         }

@@ -39,6 +39,7 @@ pub fn run(args: Args) -> CliResult {
             "params": file.params(),
             "base_fingerprint": file.base_fingerprint(),
             "finetuned_fingerprint": file.finetuned(),
+            "seed": file.header().seed,
             "finetuned_fp16_bytes": size.finetuned_fp16_bytes,
             "compressed_bytes": size.compressed_bytes,
             "carried_fp16_bytes": size.carried_fp16_bytes,
@@ -58,6 +59,9 @@ pub fn run(args: Args) -> CliResult {
     println!("  base fingerprint   {}", file.base_fingerprint());
     if let Some(ft) = file.finetuned() {
         println!("  fine-tune          {ft}");
+    }
+    if let Some(seed) = file.header().seed {
+        println!("  seed               {seed}");
     }
     println!();
     println!(
