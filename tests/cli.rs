@@ -259,6 +259,27 @@ fn compress_inspect_apply_and_logits_with_a_delta() {
     ]);
     assert_eq!(summary["compressed_tensors"], 14);
     assert_eq!(summary["carried_tensors"], 7);
+    // An existing output is kept unless --overwrite says otherwise.
+    let before = std::fs::read(&delta).unwrap();
+    let mut again = vec![
+        "compress",
+        "--base",
+        base.to_str().unwrap(),
+        "--finetuned",
+        ft.to_str().unwrap(),
+        "--method",
+        "rtn:bits=4",
+        "--out",
+        delta.to_str().unwrap(),
+        "-q",
+    ];
+    let refused = deltaguard(&again);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(&delta).unwrap(), before);
+    again[6] = "bitdelta";
+    again.push("--overwrite");
+    assert!(deltaguard(&again).status.success());
     let info = ok_json(&["inspect", delta.to_str().unwrap(), "--json"]);
     assert_eq!(info["method"], "bitdelta:per_row=false");
     assert!(info["ratio"].as_f64().unwrap() > 1.0);

@@ -36,9 +36,12 @@ pub struct Args {
     /// Compression method and parameters, e.g. `bitdelta` or `rtn:bits=4,group=128`.
     #[arg(long, default_value = "bitdelta")]
     method: String,
-    /// Output delta file (`.safetensors`).
+    /// Output delta file (`.safetensors`; must not exist unless --overwrite).
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing output file (only once the new one is complete).
+    #[arg(long)]
+    overwrite: bool,
     /// Glob patterns of tensors to compress (replaces BitDelta's default
     /// `*.self_attn.*proj.weight`, `*.mlp.*proj.weight`). Repeatable.
     #[arg(long = "include", value_name = "GLOB")]
@@ -58,6 +61,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
+    if args.out.exists() && !args.overwrite {
+        return Err(format!(
+            "{} already exists (pass --overwrite to replace it)",
+            args.out.display()
+        )
+        .into());
+    }
     let compressor = parse_method(&args.method)?;
     let selection = if args.include.is_empty() && args.exclude.is_empty() {
         Selection::bitdelta()
