@@ -29,8 +29,6 @@ use std::borrow::Cow;
 use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData, TensorPrimitive};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, Ix2};
 use rayon::prelude::*;
 
 use crate::model::LinearWeight;
@@ -373,15 +371,39 @@ fn ndarray_linear<B: Backend, const D: usize>(
         let wt = wv.reversed_axes().to_slice()?;
         matvec_col_major(&xs, m, k, wt, n, &mut out);
     } else {
-        // ndarray's product (matrixmultiply) on the original strides, as
-        // `yᵀ = Wᵀ·xᵀ`: matrixmultiply packs its right operand on one thread
-        // and its left one on every thread, so the weight goes on the left.
-        let x2 = ArrayView2::from_shape((m, k), &xs[..]).ok()?;
-        let w2 = wv.into_dimensionality::<Ix2>().ok()?;
-        let mut yt = ArrayViewMut2::from_shape((m, n), &mut out[..])
-            .ok()?
-            .reversed_axes();
-        general_mat_mul(1.0, &w2.t(), &x2.t(), 0.0, &mut yt);
+        // faer's GEMM straight on the original strides (any layout of W).
+        let threads = threads_for(k * n);
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: `out` is `[m, n]` row-major, `xs` `[m, k]` row-major, and
+        // `wv` a live `[k, n]` view whose strides are `(rs, cs)` elements;
+        // every index the product touches lies inside those buffers.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                xs.as_ptr(),
+                1,
+                k as isize,
+                wv.as_ptr(),
+                cs,
+                rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
     }
     Some(Tensor::from_data(
         TensorData::new(out, out_shape),
