@@ -159,6 +159,19 @@ fn reduced_grid_runs_resumes_and_reproduces() {
     assert!(stages.is_empty(), "recomputed: {stages:?}");
     assert_same(&comparable(&again), &comparable(&cells));
 
+    // Another configuration is refused in the same --out (no stale cells).
+    let mut other = config();
+    other.seed = 4;
+    let err = run_grid(
+        Path::new(BASE),
+        &other,
+        &out,
+        &mut Count::default(),
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("seed 3 there, 4 now"), "{err}");
+
     // Reproducible: a fresh run with the same seed gives the same results.
     let fresh = dir.path().join("fresh");
     let (cells2, _) = run(&fresh);

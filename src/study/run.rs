@@ -92,6 +92,15 @@ pub enum StudyError {
         /// The cause.
         reason: String,
     },
+    /// `--out` already holds a study of another base or configuration;
+    /// resuming into it would mix cells of two studies.
+    #[error("{out} holds a study of a different base model or configuration ({differs}); choose a new --out, or remove it to start over")]
+    OtherStudy {
+        /// The output directory.
+        out: PathBuf,
+        /// What differs.
+        differs: String,
+    },
     /// Ctrl-C; finished cells are kept and a rerun resumes.
     #[error("interrupted: {done} of {total} cells are cached in {cells}; rerun the same command to resume")]
     Interrupted {
@@ -140,6 +149,62 @@ pub fn attack_dataset(attack: &AttackSpec, config: &StudyConfig) -> AttackDatase
     }
 }
 
+/// What a study's output directory was made for (`OUT/study.json`).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct StudyStamp {
+    base: PathBuf,
+    config: StudyConfig,
+}
+
+/// Records which base and configuration `out` holds, or refuses if it holds
+/// another study's cells (a resumed run must recompute nothing stale).
+fn claim_output(out: &Path, base_dir: &Path, config: &StudyConfig) -> Result<(), StudyError> {
+    let stamp = StudyStamp {
+        // Canonical, so `./m` and `/abs/m` name the same base.
+        base: base_dir
+            .canonicalize()
+            .unwrap_or_else(|_| base_dir.to_path_buf()),
+        config: config.clone(),
+    };
+    let path = out.join("study.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let found: StudyStamp = serde_json::from_slice(&bytes)
+                .map_err(step(format!("reading {}", path.display())))?;
+            if found == stamp {
+                return Ok(());
+            }
+            let differs = if found.base != stamp.base {
+                format!(
+                    "base {} there, {} now",
+                    found.base.display(),
+                    stamp.base.display()
+                )
+            } else if found.config.grid != stamp.config.grid {
+                "the grid of attacks, strengths and methods".into()
+            } else if found.config.seed != stamp.config.seed {
+                format!(
+                    "seed {} there, {} now",
+                    found.config.seed, stamp.config.seed
+                )
+            } else {
+                "training or evaluation settings".into()
+            };
+            Err(StudyError::OtherStudy {
+                out: out.to_path_buf(),
+                differs,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(out).map_err(step(format!("creating {}", out.display())))?;
+            let json = serde_json::to_vec_pretty(&stamp).map_err(step("study.json"))?;
+            crate::delta_core::write_file_atomic(&path, &json)
+                .map_err(step(format!("writing {}", path.display())))
+        }
+        Err(e) => Err(step(format!("reading {}", path.display()))(e)),
+    }
+}
+
 /// Runs (or resumes) the grid on the HF model directory `base_dir`, caching
 /// cells in `out/cells` and work files (attack snapshots, delta files) in
 /// `out/work`. Returns every cell result (base cells included).
@@ -152,6 +217,7 @@ pub fn run_grid(
 ) -> Result<Vec<CellResult>, StudyError> {
     let cells_dir = out.join("cells");
     let work = out.join("work");
+    claim_output(out, base_dir, config)?;
     let device = device();
     let base =
         load_model::<Backend>(base_dir, None, &device).map_err(step("loading the base model"))?;
