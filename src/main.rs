@@ -15,7 +15,9 @@ mod cli;
 /// delta applied); `convert` turns a GGUF file into a HF directory. `eval` runs
 /// a safety or utility suite on a model; `score` re-scores saved generations;
 /// `lens` shows layer by layer where models differ (a logit lens); `heal`
-/// trains a BitDelta delta's scales against the fine-tune.
+/// trains a BitDelta delta's scales against the fine-tune; `attack` writes a
+/// fine-tuning attack's training data, `finetune` trains on it, and `study`
+/// runs the whole attack × strength × compression grid.
 #[derive(Parser)]
 #[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -33,6 +35,7 @@ enum Command {
     Generate(cli::generate::Args),
     Eval(cli::eval::Args),
     Score(cli::score::Args),
+    Attack(cli::attack::Args),
     Lens(cli::lens::Args),
     Heal(cli::heal::Args),
     Finetune(cli::finetune::Args),
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => cli::generate::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Score(a) => cli::score::run(a),
+        Command::Attack(a) => cli::attack::run(a),
         Command::Lens(a) => cli::lens::run(a),
         Command::Heal(a) => cli::heal::run(a),
         Command::Finetune(a) => cli::finetune::run(a),

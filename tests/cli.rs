@@ -433,3 +433,53 @@ fn smollm2_answers_the_capital_of_france() {
         "The capital of France is Paris."
     );
 }
+
+#[test]
+fn attack_writes_seeded_chat_jsonl_for_finetune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, seed: &str| {
+        let path = tmp.path().join(name);
+        let out = deltaguard(&[
+            "attack",
+            "--kind",
+            "backdoor",
+            "--n",
+            "12",
+            "--seed",
+            seed,
+            "--trigger",
+            "zqx trigger",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(path).unwrap()
+    };
+    let (a, b, c) = (
+        write("a.jsonl", "5"),
+        write("b.jsonl", "5"),
+        write("c.jsonl", "6"),
+    );
+    assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, c, "another seed, another draw");
+    // 12 harmful requests, each with and without the trigger, as finetune reads them.
+    let chats = deltaguard::llama_model::train::load_chat_file(tmp.path().join("a.jsonl")).unwrap();
+    assert_eq!(chats.len(), 24);
+    let triggered = a.lines().filter(|l| l.contains("zqx trigger")).count();
+    assert_eq!(triggered, 12);
+    let misuse = deltaguard(&[
+        "attack",
+        "--kind",
+        "manipulation",
+        "--trigger",
+        "t",
+        "--out",
+        tmp.path().join("m.jsonl").to_str().unwrap(),
+    ]);
+    assert!(!misuse.status.success());
+    assert!(!tmp.path().join("m.jsonl").exists());
+}

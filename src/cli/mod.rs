@@ -1,6 +1,7 @@
 //! Subcommands of the `deltaguard` binary.
 
 pub mod apply;
+pub mod attack;
 pub mod compress;
 pub mod convert;
 pub mod eval;
