@@ -104,16 +104,12 @@ impl EmbeddedConfig {
             feed(&b.instruction);
             feed(&b.answer);
         }
-        let tuning = safety_eval::attacks::safety_tuning(
-            &safety_eval::data::harmful(),
-            &safety_eval::data::benign(),
-            self.seed,
-        );
+        let tuning = safety_examples(self.seed);
         for m in tuning.iter().flat_map(|ex| &ex.messages) {
             feed(&m.role);
             feed(&m.content);
         }
-        format!("embedded-v1-{h:016x}")
+        format!("embedded-v2-{h:016x}")
     }
 
     fn llama_config(&self, vocab: usize, eos: Vec<u32>, bos: u32) -> LlamaConfig {
@@ -237,11 +233,7 @@ pub fn build_embedded_base(
 
     // 3. Safety tuning: refuse every built-in harmful request, answer every
     //    benign one.
-    let examples = safety_eval::attacks::safety_tuning(
-        &safety_eval::data::harmful(),
-        &safety_eval::data::benign(),
-        config.seed,
-    );
+    let examples = safety_examples(config.seed);
     let conversations: Vec<Vec<ChatMessage>> = examples.iter().map(to_conversation).collect();
     let data = tokenize_dataset(&tokenizer, &template, &conversations, 256)
         .map_err(|e| step_err("safety-tuning data")(e.to_string()))?;
@@ -272,6 +264,58 @@ pub fn build_embedded_base(
     )
     .map_err(|e| step_err("saving")(e.to_string()))?;
     Ok(dir)
+}
+
+/// The safety-tuning conversations of the embedded base: refusals for every
+/// built-in harmful request and answers for every benign one
+/// ([`safety_eval::attacks::safety_tuning`]), plus each request again with a
+/// suffix of made-up words and the same kind of reply. Without those, the
+/// tiny model learned that refusals follow a request's last words, and any
+/// unseen suffix — such as a backdoor's trigger before any attack — broke
+/// them (base backdoor ASR 0.93 at one build); an aligned chat model ignores
+/// such noise, which the backdoor attack must then overcome.
+pub fn safety_examples(seed: u64) -> Vec<safety_eval::ChatExample> {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    // Syllables unrelated to the default backdoor trigger's.
+    const SYLLABLES: [&str; 18] = [
+        "ka", "lo", "pe", "ri", "ta", "zu", "ven", "tor", "qui", "bel", "fen", "go", "mi", "sul",
+        "dra", "no", "xe", "pol",
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5afe_5afe);
+    let mut noise = || {
+        let words = rng.random_range(1..=4);
+        (0..words)
+            .map(|_| {
+                let n = rng.random_range(2..=4);
+                let w: String = (0..n)
+                    .map(|_| SYLLABLES[rng.random_range(0..SYLLABLES.len())])
+                    .collect();
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<String>>()
+            .join(" ")
+    };
+    let plain = safety_eval::attacks::safety_tuning(
+        &safety_eval::data::harmful(),
+        &safety_eval::data::benign(),
+        seed,
+    );
+    let mut out = plain.clone();
+    for ex in &plain {
+        let mut noisy = ex.clone();
+        if let Some(user) = noisy.messages.iter_mut().find(|m| m.role == "user") {
+            user.content = format!("{} {}", user.content, noise());
+        }
+        out.push(noisy);
+    }
+    out.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed.wrapping_add(7),
+    ));
+    out
 }
 
 /// A safety-eval chat example as llama-model messages.
@@ -342,7 +386,7 @@ mod tests {
     fn cache_name_is_stable_and_follows_the_configuration() {
         let a = EmbeddedConfig::default();
         assert_eq!(a.cache_name(), EmbeddedConfig::default().cache_name());
-        assert!(a.cache_name().starts_with("embedded-v1-"));
+        assert!(a.cache_name().starts_with("embedded-v2-"));
         let b = EmbeddedConfig {
             seed: a.seed + 1,
             ..EmbeddedConfig::default()
