@@ -50,19 +50,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    if args.out.exists() && !args.overwrite {
-        return Err(format!(
-            "{} already exists (pass --overwrite to replace it)",
-            args.out.display()
-        )
-        .into());
-    }
-    if args.trigger.is_some() && args.kind != "backdoor" {
-        return Err("--trigger applies to --kind backdoor only".into());
-    }
-    if args.trigger.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        return Err("--trigger: give a non-empty trigger".into());
-    }
+    super::refuse_existing(&args.out, args.overwrite)?;
+    super::check_trigger(
+        args.trigger.as_deref(),
+        args.kind == "backdoor",
+        "--kind backdoor",
+    )?;
     let dataset = match args.kind.as_str() {
         "alignment_breaking" => {
             let mut cfg = AlignmentBreakingConfig {

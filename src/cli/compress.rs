@@ -61,13 +61,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    if args.out.exists() && !args.overwrite {
-        return Err(format!(
-            "{} already exists (pass --overwrite to replace it)",
-            args.out.display()
-        )
-        .into());
-    }
+    super::refuse_existing(&args.out, args.overwrite)?;
     let compressor = parse_method(&args.method)?;
     let selection = if args.include.is_empty() && args.exclude.is_empty() {
         Selection::bitdelta()

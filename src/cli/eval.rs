@@ -141,12 +141,11 @@ pub fn run(args: Args) -> CliResult {
     if args.suite != "utility" && (args.mc.is_some() || args.reference.is_some()) {
         return Err("--mc and --reference apply to --suite utility only".into());
     }
-    if args.trigger.is_some() && args.suite != "backdoor" {
-        return Err("--trigger applies to --suite backdoor only".into());
-    }
-    if args.trigger.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        return Err("--trigger: give a non-empty trigger".into());
-    }
+    super::check_trigger(
+        args.trigger.as_deref(),
+        args.suite == "backdoor",
+        "--suite backdoor",
+    )?;
     // Read the small input files before the (slow) model load, so that a bad
     // file fails fast.
     let reference = args.reference.as_deref().map(read_reference).transpose()?;

@@ -18,6 +18,28 @@ pub mod study;
 /// What every subcommand returns.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Refuses to replace an existing output file unless `--overwrite` was given.
+pub fn refuse_existing(out: &std::path::Path, overwrite: bool) -> CliResult {
+    if out.exists() && !overwrite {
+        return Err(format!(
+            "{} already exists (pass --overwrite to replace it)",
+            out.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks a `--trigger` flag: only for the backdoor (`is_backdoor`), and not
+/// blank; `flag` names the option that chose it (`--suite backdoor`).
+pub fn check_trigger(trigger: Option<&str>, is_backdoor: bool, flag: &str) -> CliResult {
+    match trigger {
+        Some(_) if !is_backdoor => Err(format!("--trigger applies to {flag} only").into()),
+        Some(t) if t.trim().is_empty() => Err("--trigger: give a non-empty trigger".into()),
+        _ => Ok(()),
+    }
+}
+
 /// `1234567` → `"1.23 MB"` (decimal units, like `ls -h --si`).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
