@@ -204,6 +204,45 @@ fn a_delta_is_refused_on_the_wrong_base_and_nothing_is_written() {
     assert!(!out.exists());
 }
 
+/// A delta whose recorded whole-content base digest differs from the base's
+/// (same sampled fingerprint) is refused before anything is written.
+#[test]
+fn a_base_with_another_content_digest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let delta = tmp.path().join("bd.safetensors");
+    compress("bitdelta", &delta).unwrap();
+    let base = Checkpoint::open(fixture("pair/base")).unwrap();
+    let file = DeltaFile::open(&delta).unwrap();
+    assert_eq!(
+        file.header().base_digest.as_deref(),
+        Some(base.content_digest())
+    );
+    assert!(file.header().finetuned_digest.is_some());
+    // Rewrite the delta's metadata with another base digest.
+    let bytes = std::fs::read(&delta).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut md = meta.metadata().clone().unwrap();
+    md.insert("base_digest".into(), "xxh3-64:0000000000000000".into());
+    let edited = tmp.path().join("edited.safetensors");
+    std::fs::write(&edited, safetensors::serialize(st.tensors(), Some(md)).unwrap()).unwrap();
+    let file = DeltaFile::open(&edited).unwrap();
+    let out = tmp.path().join("never");
+    let err = apply_delta_file(
+        &base,
+        &file,
+        &edited,
+        &out,
+        &WriteOptions::default(),
+        &mut |_| {},
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(err, OpsError::WrongBase { .. }), "{err}");
+    assert!(err.to_string().contains("xxh3-64:0000000000000000"), "{err}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn an_interrupt_leaves_no_output_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -80,6 +80,7 @@ pub struct Checkpoint {
     shards: Vec<Shard>,
     entries: BTreeMap<String, Entry>,
     fingerprint: OnceLock<String>,
+    content_digest: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -163,6 +164,7 @@ impl Checkpoint {
             shards,
             entries,
             fingerprint: OnceLock::new(),
+            content_digest: OnceLock::new(),
         })
     }
 
@@ -287,6 +289,39 @@ impl Checkpoint {
             }
             let digest = h.finalize();
             digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        })
+    }
+}
+
+impl Checkpoint {
+    /// A digest of the whole checkpoint: every tensor's name, dtype, shape and
+    /// *all* of its bytes (`xxh3-64:` + 16 hex digits). Unlike
+    /// [`fingerprint`](Self::fingerprint) it reads every byte, so it also
+    /// tells apart two checkpoints that differ in a single weight; `apply`
+    /// checks it (it reads the whole base anyway). Tensors are hashed in
+    /// parallel, each on its own, and the per-tensor hashes combined in name
+    /// order, so the value does not depend on thread count or sharding.
+    /// Computed once and cached.
+    pub fn content_digest(&self) -> &str {
+        use rayon::prelude::*;
+        self.content_digest.get_or_init(|| {
+            let entries: Vec<(&String, &Entry)> = self.entries.iter().collect();
+            let per_tensor: Vec<u64> = entries
+                .par_iter()
+                .map(|(_, e)| xxhash_rust::xxh3::xxh3_64(&self.shards[e.shard].mmap[e.start..e.end]))
+                .collect();
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for ((name, e), tensor_hash) in entries.iter().zip(per_tensor) {
+                h.update(&(name.len() as u64).to_le_bytes());
+                h.update(name.as_bytes());
+                h.update(e.info.dtype.safetensors_name().as_bytes());
+                h.update(&(e.info.shape.len() as u64).to_le_bytes());
+                for d in &e.info.shape {
+                    h.update(&(*d as u64).to_le_bytes());
+                }
+                h.update(&tensor_hash.to_le_bytes());
+            }
+            format!("xxh3-64:{:016x}", h.digest())
         })
     }
 }

@@ -73,6 +73,13 @@ pub enum Difference {
         base: String,
         finetuned: String,
     },
+    /// A config field that changes what the weights compute (norm epsilon,
+    /// rope, context length, activation) differs: the delta file would lose it.
+    Config {
+        field: String,
+        base: String,
+        finetuned: String,
+    },
     VocabSize {
         base: Option<u64>,
         finetuned: Option<u64>,
@@ -101,6 +108,16 @@ impl fmt::Display for Difference {
                 base,
                 finetuned,
             } => write!(f, "config `{field}`: base {base}, fine-tuned {finetuned}"),
+            Difference::Config {
+                field,
+                base,
+                finetuned,
+            } => write!(
+                f,
+                "config `{field}`: base {base}, fine-tuned {finetuned} (a delta file keeps the \
+                 base's config, so the fine-tune's value would be lost; re-export the fine-tune \
+                 with the base's value or compress against a matching base)"
+            ),
             Difference::VocabSize { base, finetuned } => write!(
                 f,
                 "vocabulary size: base {}, fine-tuned {}",

@@ -21,6 +21,22 @@ pub const ARCHITECTURE_FIELDS: &[&str] = &[
     "tie_word_embeddings",
 ];
 
+/// `config.json` fields that do not change tensor shapes but do change what
+/// the weights compute. A delta file carries no config and `apply` writes the
+/// base's, so a fine-tune that changed one of these would be silently run
+/// with the base's value: the pair is refused instead, naming the field.
+/// Rope settings are compared as their effective values (`rope_theta` /
+/// `rope_scaling` or transformers 5's `rope_parameters`), numbers by value.
+pub const NUMERICS_FIELDS: &[&str] = &[
+    "rms_norm_eps",
+    "rope_theta",
+    "rope_scaling",
+    "max_position_embeddings",
+    "hidden_act",
+    "attention_bias",
+    "mlp_bias",
+];
+
 /// What happens to one tensor of the fine-tuned model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -207,6 +223,66 @@ pub fn add_delta(name: &str, base: TensorView<'_>, delta: &[f32]) -> Result<Vec<
 /// Older configs (Llama-2's own, from 2023) omit `head_dim`, while
 /// transformers ≥ 4.45 writes it out when it saves a fine-tune; without the
 /// default such a pair would be refused although its weights agree.
+/// The effective value of a [`NUMERICS_FIELDS`] entry: rope settings read
+/// from either spelling transformers has used; a `default` rope type is no
+/// scaling; an absent bias flag is `false` (Llama's default).
+fn numerics_field(config: &serde_json::Value, field: &str) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    let params = config.get("rope_parameters").filter(|v| v.is_object());
+    match field {
+        "rope_theta" => config
+            .get("rope_theta")
+            .filter(|v| !v.is_null())
+            .or_else(|| params.and_then(|p| p.get("rope_theta")))
+            .cloned(),
+        "rope_scaling" => {
+            let mut scaling = config
+                .get("rope_scaling")
+                .filter(|v| !v.is_null())
+                .or(params)
+                .cloned()?;
+            if let Value::Object(m) = &mut scaling {
+                m.remove("rope_theta");
+                // transformers spells the type `rope_type` (new) or `type` (old).
+                if let Some(t) = m.remove("type") {
+                    m.entry("rope_type").or_insert(t);
+                }
+                let default = m.get("rope_type").and_then(Value::as_str) == Some("default");
+                if m.is_empty() || (default && m.len() == 1) {
+                    return None;
+                }
+            }
+            Some(scaling)
+        }
+        "attention_bias" | "mlp_bias" => Some(
+            config
+                .get(field)
+                .filter(|v| !v.is_null())
+                .cloned()
+                .unwrap_or(Value::Bool(false)),
+        ),
+        _ => config.get(field).filter(|v| !v.is_null()).cloned(),
+    }
+}
+
+/// JSON equality with numbers compared by value (`10000` = `10000.0`).
+fn same_json(a: Option<&serde_json::Value>, b: Option<&serde_json::Value>) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (None, None) => true,
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64() == y.as_f64(),
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            x.len() == y.len()
+                && x.iter().all(|(k, v)| same_json(Some(v), y.get(k)))
+        }
+        (Some(Value::Array(x)), Some(Value::Array(y))) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(u, v)| same_json(Some(u), Some(v)))
+        }
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
 fn effective_field(config: &serde_json::Value, field: &str) -> Option<serde_json::Value> {
     if let Some(v) = config.get(field).filter(|v| !v.is_null()) {
         return Some(v.clone());
@@ -233,6 +309,16 @@ fn differences(base: &Checkpoint, ft: &Checkpoint) -> Vec<Difference> {
         let (b, f) = (effective_field(bc, field), effective_field(fc, field));
         if b != f {
             out.push(Difference::Architecture {
+                field: field.to_string(),
+                base: b.map_or_else(|| "unset".to_string(), |v| v.to_string()),
+                finetuned: f.map_or_else(|| "unset".to_string(), |v| v.to_string()),
+            });
+        }
+    }
+    for field in NUMERICS_FIELDS {
+        let (b, f) = (numerics_field(bc, field), numerics_field(fc, field));
+        if !same_json(b.as_ref(), f.as_ref()) {
+            out.push(Difference::Config {
                 field: field.to_string(),
                 base: b.map_or_else(|| "unset".to_string(), |v| v.to_string()),
                 finetuned: f.map_or_else(|| "unset".to_string(), |v| v.to_string()),

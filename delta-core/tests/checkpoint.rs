@@ -90,7 +90,39 @@ fn round_trip_single_and_sharded_is_bit_exact() {
             );
         }
         assert_eq!(back.fingerprint(), src.fingerprint());
+        // Same tensors in another shard layout: same digest.
+        assert_eq!(back.content_digest(), src.content_digest());
     }
+}
+
+/// One changed weight that the sampled fingerprint does not look at still
+/// changes the whole-content digest (what `apply` checks).
+#[test]
+fn content_digest_sees_every_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Checkpoint::open(fixture("llama-untied-f32")).unwrap();
+    let name = "model.embed_tokens.weight"; // 80 KiB: the fingerprint samples it
+    let len = src.view(name).unwrap().bytes.len();
+    // Find a byte outside the fingerprint's sample windows (about a fifth).
+    for (k, i) in (0..len).step_by(1021).enumerate() {
+        let dst = tmp.path().join(format!("m{k}"));
+        let mut w = CheckpointWriter::create(&dst, WriteOptions::default()).unwrap();
+        w.copy_aux_files_from(src.dir()).unwrap();
+        for info in src.infos() {
+            let mut bytes = src.view(&info.name).unwrap().bytes.to_vec();
+            if info.name == name {
+                bytes[i] ^= 1;
+            }
+            w.write_tensor(&info.name, info.dtype, &info.shape, &bytes)
+                .unwrap();
+        }
+        let changed = Checkpoint::open(w.finish().unwrap()).unwrap();
+        assert_ne!(changed.content_digest(), src.content_digest(), "byte {i}");
+        if changed.fingerprint() == src.fingerprint() {
+            return;
+        }
+    }
+    panic!("every probed byte was inside a fingerprint window");
 }
 
 #[test]
@@ -447,4 +479,58 @@ fn failed_commits_leave_no_temporary_and_keep_the_old_output() {
     assert_eq!(std::fs::read(out.join("old")).unwrap(), b"old");
     let left = std::fs::read_dir(tmp.path()).unwrap().count();
     assert_eq!(left, 2, "only `blocked` and `model` remain");
+}
+
+/// A fine-tune that changed a config value the delta file would lose
+/// (norm epsilon, rope, context length) is refused, naming the field;
+/// spelling differences between transformers versions are not differences.
+#[test]
+fn numerics_config_differences_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ft = tmp.path().join("ft");
+    copy_fixture("pair/finetuned", &ft);
+    let cfg_path = ft.join("config.json");
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        ("rms_norm_eps", Box::new(|c| c["rms_norm_eps"] = serde_json::json!(1e-6))),
+        (
+            "rope_theta",
+            Box::new(|c| c["rope_parameters"]["rope_theta"] = serde_json::json!(500000.0)),
+        ),
+        (
+            "rope_scaling",
+            Box::new(|c| {
+                c["rope_parameters"] =
+                    serde_json::json!({"rope_theta": 10000.0, "rope_type": "linear", "factor": 2.0})
+            }),
+        ),
+        (
+            "max_position_embeddings",
+            Box::new(|c| c["max_position_embeddings"] = serde_json::json!(4096)),
+        ),
+    ];
+    for (field, edit) in cases {
+        let mut cfg = original.clone();
+        edit(&mut cfg);
+        std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+        let err = DeltaPair::open(fixture("pair/base"), &ft).unwrap_err();
+        let DeltaError::Mismatch(m) = err else {
+            panic!("{field}: expected a mismatch, got {err}")
+        };
+        assert!(
+            m.differences
+                .iter()
+                .any(|d| matches!(d, Difference::Config { field: f, .. } if f == field)),
+            "{field}: {m}"
+        );
+    }
+    // The old spelling of the same rope settings pairs fine.
+    let mut cfg = original.clone();
+    let obj = cfg.as_object_mut().unwrap();
+    obj.remove("rope_parameters");
+    obj.insert("rope_theta".into(), serde_json::json!(10000));
+    obj.insert("rope_scaling".into(), serde_json::Value::Null);
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    DeltaPair::open(fixture("pair/base"), &ft).expect("rope_theta spelled the old way");
 }

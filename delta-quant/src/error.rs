@@ -59,8 +59,16 @@ pub enum QuantError {
     #[error("bad delta-file metadata: {0}")]
     Metadata(String),
     /// A file written by a newer (or foreign) format version.
-    #[error("unsupported delta-file format version `{0}` (this build reads version 1)")]
+    #[error("unsupported delta-file format version `{0}` (this build reads versions 1 and 2)")]
     Version(String),
+    /// A stored tensor's bytes do not match the checksum written with them:
+    /// the file was corrupted (disk, transfer, an edit) after it was written.
+    #[error("container tensor `{tensor}` fails its checksum (stored xxh3-64 {expected}, bytes hash to {got}): the file is corrupted")]
+    Checksum {
+        tensor: String,
+        expected: String,
+        got: String,
+    },
     /// Asked for a tensor the file does not hold (or holds as the other kind).
     #[error("tensor `{0}` not found")]
     NotFound(String),

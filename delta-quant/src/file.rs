@@ -22,13 +22,17 @@
 //! | key | value |
 //! |---|---|
 //! | `format` | `deltaguard.compressed-delta` |
-//! | `format_version` | `1` |
+//! | `format_version` | `2` (version 1, the same layout without checksums, is still read) |
 //! | `method` | canonical method string ([`Compressor::spec`]) |
 //! | `params` | JSON of [`Compressor::params`] |
 //! | `base_fingerprint` | caller's fingerprint of the base checkpoint |
 //! | `finetuned` | fine-tuned model identity (optional) |
+//! | `base_digest` | whole-content digest of the base, `xxh3-64:…` (optional; checked by apply) |
+//! | `finetuned_digest` | whole-content digest of the fine-tune (optional) |
 //! | `seed` | seed of the run, decimal (optional; what randomized methods without `seed=` used) |
 //! | `tensors` | JSON object: name → entry |
+//! | `checksum_algorithm` | `xxh3-64` (version 2) |
+//! | `checksums` | JSON object: container tensor name → 16 hex digits of the XXH3-64 of its bytes (version 2) |
 //!
 //! A compressed entry is `{"kind":"compressed","shape":[r,c],
 //! "storage_bytes":N,"encoding":{…},"payloads":["signs","scales"]}` where
@@ -38,10 +42,17 @@
 //! # Writing
 //!
 //! A safetensors header must list every offset before the data, so
-//! [`DeltaFileWriter`] streams tensor bytes to `<path>.data.tmp`, and
-//! [`DeltaFileWriter::finish`] writes header + data to `<path>.tmp`, syncs
-//! it and renames it to `path`. Until `finish` succeeds `path` is not
-//! touched; on error or drop the temporary files are removed.
+//! [`DeltaFileWriter`] streams tensor bytes to a uniquely named temporary
+//! file beside `path` (`.<name>.<random>.data.tmp`), and
+//! [`DeltaFileWriter::finish`] writes header + data to a second unique
+//! temporary, syncs it and renames it to `path`. Two writers aimed at the
+//! same `path` never share a temporary, so the result is one writer's file,
+//! never a mix. Until `finish` succeeds `path` is not touched; on error or
+//! drop the temporary files are removed.
+//!
+//! Every payload is checked before it is written ([`check_payload_values`]):
+//! f32 payloads must be finite and at most [`MAX_PAYLOAD_MAGNITUDE`] in
+//! magnitude, scales non-negative, carried float tensors finite.
 //!
 //! # Reading
 //!
@@ -49,7 +60,9 @@
 //! returning: the container (via the `safetensors` crate: truncation, bad
 //! JSON, offsets that overlap or leave gaps), the metadata, the method
 //! string, every payload's presence, dtype and size, and that no tensor is
-//! unaccounted for. Each compressed tensor is decoded once there to be
+//! unaccounted for; every tensor's XXH3-64 checksum (version 2 files,
+//! unless [`OpenOptions::verify_checksums`] is off) and the value checks
+//! of [`check_payload_values`]. Each compressed tensor is decoded once there to be
 //! validated and dropped at once, so opening needs memory for one tensor,
 //! not the whole delta; the `DeltaFile` keeps only each payload's name,
 //! dtype, shape and byte range in the map. [`DeltaFile::compressed`]
@@ -59,7 +72,7 @@
 //! few tensors. Reading back gives bitwise what was written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -74,8 +87,19 @@ use crate::{parse_method, Compressed, QuantError};
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "deltaguard.compressed-delta";
-/// Value of the `format_version` metadata key this build writes and reads.
-pub const FORMAT_VERSION: &str = "1";
+/// Value of the `format_version` metadata key this build writes.
+pub const FORMAT_VERSION: &str = "2";
+/// Every `format_version` this build reads: version 1 is version 2 without
+/// the `checksums` (files written before checksums were added).
+pub const READABLE_VERSIONS: &[&str] = &["1", "2"];
+/// Value of the `checksum_algorithm` metadata key.
+pub const CHECKSUM_ALGORITHM: &str = "xxh3-64";
+/// Largest magnitude a stored f32 payload value (scale, factor, sparse
+/// value) may have. A fine-tuning delta is orders of magnitude smaller;
+/// the bound keeps every reconstruction (a scale times a code of at most
+/// 255, a rank-r sum of factor products) far from f32 overflow, so a
+/// corrupted or hostile file cannot decode to Inf or to 1e26-sized weights.
+pub const MAX_PAYLOAD_MAGNITUDE: f32 = 1.0e12;
 /// Separator between a tensor name and its payload name.
 pub const PAYLOAD_SEP: &str = "::";
 
@@ -95,6 +119,12 @@ pub struct DeltaFileHeader {
     /// drew from it, so it is needed to reproduce the file. `None` if not
     /// recorded.
     pub seed: Option<u64>,
+    /// Whole-content digest of the base ([`delta_core::Checkpoint::content_digest`]);
+    /// `apply` refuses a base whose digest differs. `None` in version-1 files.
+    pub base_digest: Option<String>,
+    /// Whole-content digest of the fine-tune the delta was taken from, so a
+    /// reviewer can tie the file to one exact upload. `None` if not recorded.
+    pub finetuned_digest: Option<String>,
 }
 
 impl DeltaFileHeader {
@@ -107,7 +137,15 @@ impl DeltaFileHeader {
             base_fingerprint: base_fingerprint.into(),
             finetuned: None,
             seed: None,
+            base_digest: None,
+            finetuned_digest: None,
         }
+    }
+    /// Records the whole-content digests of the base and the fine-tune.
+    pub fn with_digests(mut self, base: impl Into<String>, finetuned: impl Into<String>) -> Self {
+        self.base_digest = Some(base.into());
+        self.finetuned_digest = Some(finetuned.into());
+        self
     }
     /// Records the fine-tuned model's identity.
     pub fn with_finetuned(mut self, id: impl Into<String>) -> Self {
@@ -154,44 +192,155 @@ struct Stored {
     dtype: Dtype,
     shape: Vec<usize>,
     offsets: (usize, usize),
+    checksum: u64,
+}
+
+/// The checksum stored for a tensor's bytes, as written in `checksums`.
+fn checksum_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// Whether payload `payload` holds scales, which are magnitudes: BitDelta's
+/// α, RTN / Delta-CoMe quantization steps, the ternary scale, singular values.
+fn is_scale_payload(payload: &str) -> bool {
+    payload.ends_with("scales") || payload.ends_with("scale") || payload.ends_with("sigma")
+}
+
+/// Checks the values of one stored tensor: f32 payloads of compressed
+/// tensors finite, within [`MAX_PAYLOAD_MAGNITUDE`] and (for scales)
+/// non-negative; carried f32/f16/bf16 tensors finite. `payload` is `None`
+/// for a carried tensor. The error names the tensor, the payload and the
+/// first bad element.
+pub fn check_payload_values(
+    tensor: &str,
+    payload: Option<&str>,
+    dtype: Dtype,
+    bytes: &[u8],
+) -> Result<(), QuantError> {
+    let what = payload.unwrap_or("(carried data)");
+    let bad = |i: usize, v: f32, why: &str| {
+        Err(QuantError::bad_payload(
+            tensor,
+            what,
+            format!("element {i} is {v:e}: {why}"),
+        ))
+    };
+    match dtype {
+        Dtype::F32 => {
+            let scale = payload.is_some_and(is_scale_payload);
+            for (i, c) in bytes.chunks_exact(4).enumerate() {
+                let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if !v.is_finite() {
+                    return bad(i, v, "not finite");
+                }
+                if payload.is_some() && v.abs() > MAX_PAYLOAD_MAGNITUDE {
+                    return bad(
+                        i,
+                        v,
+                        &format!("exceeds the bound {MAX_PAYLOAD_MAGNITUDE:e} on delta payloads"),
+                    );
+                }
+                if scale && v < 0.0 {
+                    return bad(i, v, "a scale must not be negative");
+                }
+            }
+        }
+        Dtype::F16 | Dtype::BF16 => {
+            for (i, c) in bytes.chunks_exact(2).enumerate() {
+                let bits = u16::from_le_bytes([c[0], c[1]]);
+                let v = if dtype == Dtype::F16 {
+                    half::f16::from_bits(bits).to_f32()
+                } else {
+                    half::bf16::from_bits(bits).to_f32()
+                };
+                if !v.is_finite() {
+                    return bad(i, v, "not finite");
+                }
+            }
+        }
+        Dtype::F64 => {
+            for (i, c) in bytes.chunks_exact(8).enumerate() {
+                let v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+                if !v.is_finite() {
+                    return bad(i, v as f32, "not finite");
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// How [`DeltaFile::open_with`] validates a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Verify every tensor's checksum (version 2 files). On by default;
+    /// turn off only for a file this process just wrote and verified.
+    pub verify_checksums: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            verify_checksums: true,
+        }
+    }
 }
 
 /// Writes a compressed-delta file (see the [module docs](self)).
 pub struct DeltaFileWriter {
     path: PathBuf,
-    data_tmp: PathBuf,
-    out_tmp: PathBuf,
+    /// The tensor bytes, streamed; removed when the writer is dropped.
+    data_tmp: tempfile::TempPath,
     data: Option<BufWriter<File>>,
     offset: usize,
     stored: Vec<Stored>,
     entries: Map<String, Value>,
     header: DeltaFileHeader,
-    finished: bool,
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+/// Directory and file name of `path`, for temporaries beside it.
+fn parent_and_name(path: &Path) -> Result<(PathBuf, String), QuantError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| {
+            QuantError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
+            )
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+/// A new uniquely named temporary file beside `path`.
+fn temp_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, QuantError> {
+    let (parent, name) = parent_and_name(path)?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(suffix)
+        .tempfile_in(&parent)
+        .map_err(|e| QuantError::io(&parent, e))
 }
 
 impl DeltaFileWriter {
     /// Starts a file at `path` (nothing appears there before `finish`).
     pub fn create(path: impl AsRef<Path>, header: DeltaFileHeader) -> Result<Self, QuantError> {
         let path = path.as_ref().to_path_buf();
-        let data_tmp = sibling(&path, ".data.tmp");
-        let out_tmp = sibling(&path, ".tmp");
-        let f = File::create(&data_tmp).map_err(|e| QuantError::io(&data_tmp, e))?;
+        let (f, data_tmp) = temp_beside(&path, ".data.tmp")?.into_parts();
         Ok(Self {
             path,
             data_tmp,
-            out_tmp,
             data: Some(BufWriter::with_capacity(1 << 20, f)),
             offset: 0,
             stored: Vec::new(),
             entries: Map::new(),
             header,
-            finished: false,
         })
     }
 
@@ -224,6 +373,7 @@ impl DeltaFileWriter {
             dtype,
             shape,
             offsets: (start, self.offset),
+            checksum: xxhash_rust::xxh3::xxh3_64(bytes),
         });
         Ok(())
     }
@@ -232,6 +382,10 @@ impl DeltaFileWriter {
     pub fn add_compressed(&mut self, name: &str, c: &Compressed) -> Result<(), QuantError> {
         self.check_name(name)?;
         let Parts { encoding, payloads } = c.to_parts();
+        // Refuse values no reader would accept, before anything is written.
+        for (p, payload) in &payloads {
+            check_payload_values(name, Some(p), payload.dtype, &payload.data)?;
+        }
         let mut names = Vec::with_capacity(payloads.len());
         for (p, payload) in payloads {
             self.write_tensor(
@@ -274,6 +428,7 @@ impl DeltaFileWriter {
                 data.len()
             )));
         }
+        check_payload_values(name, None, dtype, data)?;
         self.write_tensor(name.to_string(), dtype, shape.to_vec(), data)?;
         self.entries.insert(
             name.to_string(),
@@ -304,9 +459,25 @@ impl DeltaFileWriter {
         if let Some(seed) = h.seed {
             meta.insert("seed".into(), json!(seed.to_string()));
         }
+        if let Some(d) = &h.base_digest {
+            meta.insert("base_digest".into(), json!(d));
+        }
+        if let Some(d) = &h.finetuned_digest {
+            meta.insert("finetuned_digest".into(), json!(d));
+        }
         meta.insert(
             "tensors".into(),
             json!(serde_json::to_string(&self.entries).expect("JSON")),
+        );
+        let checksums: Map<String, Value> = self
+            .stored
+            .iter()
+            .map(|s| (s.name.clone(), json!(format!("{:016x}", s.checksum))))
+            .collect();
+        meta.insert("checksum_algorithm".into(), json!(CHECKSUM_ALGORITHM));
+        meta.insert(
+            "checksums".into(),
+            json!(serde_json::to_string(&checksums).expect("JSON")),
         );
         let mut top = Map::new();
         top.insert("__metadata__".into(), Value::Object(meta));
@@ -319,30 +490,22 @@ impl DeltaFileWriter {
         let mut header = serde_json::to_vec(&Value::Object(top)).expect("JSON");
         header.resize(header.len().next_multiple_of(8), b' ');
 
-        let io = |e| QuantError::io(&self.out_tmp, e);
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&self.out_tmp).map_err(io)?);
+        let out_tmp = temp_beside(&self.path, ".tmp")?;
+        let out_path = out_tmp.path().to_path_buf();
+        let io = |e| QuantError::io(&out_path, e);
+        let mut out = BufWriter::with_capacity(1 << 20, out_tmp);
         out.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
         out.write_all(&header).map_err(io)?;
         let mut data = File::open(&self.data_tmp).map_err(|e| QuantError::io(&self.data_tmp, e))?;
         std::io::copy(&mut data, &mut out).map_err(io)?;
-        let f = out.into_inner().map_err(|e| io(e.into_error()))?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        fs::rename(&self.out_tmp, &self.path).map_err(|e| QuantError::io(&self.path, e))?;
-        let _ = fs::remove_file(&self.data_tmp);
-        self.finished = true;
+        let out_tmp = out.into_inner().map_err(|e| io(e.into_error()))?;
+        out_tmp.as_file().sync_all().map_err(io)?;
+        out_tmp
+            .persist(&self.path)
+            .map_err(|e| QuantError::io(&self.path, e.error))?;
+        // `data_tmp` is removed when `self` drops.
         Ok(self.path.clone())
-    }
-}
-
-impl Drop for DeltaFileWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.data.take();
-            let _ = fs::remove_file(&self.data_tmp);
-            let _ = fs::remove_file(&self.out_tmp);
-        }
     }
 }
 
@@ -403,13 +566,65 @@ fn meta_err(msg: impl Into<String>) -> QuantError {
     QuantError::Metadata(msg.into())
 }
 
+/// Checks that `sums` lists exactly the container's tensors and, when
+/// `verify`, that each tensor's bytes (in `data`, the byte buffer after the
+/// header) hash to its entry.
+fn verify_checksums(
+    sums: &BTreeMap<String, String>,
+    infos: &std::collections::HashMap<String, &safetensors::tensor::TensorInfo>,
+    data: &[u8],
+    verify: bool,
+) -> Result<(), QuantError> {
+    if let Some(extra) = sums.keys().find(|k| !infos.contains_key(*k)) {
+        return Err(meta_err(format!(
+            "`checksums` lists `{extra}`, which the container does not hold"
+        )));
+    }
+    // Sorted, so the first failure reported does not depend on hash order.
+    let mut names: Vec<&String> = infos.keys().collect();
+    names.sort();
+    for name in names {
+        let expected = sums
+            .get(name)
+            .ok_or_else(|| meta_err(format!("`checksums` has no entry for `{name}`")))?;
+        if verify {
+            let (s, t) = infos[name].data_offsets;
+            let got = checksum_hex(&data[s..t]);
+            if &got != expected {
+                return Err(QuantError::Checksum {
+                    tensor: name.clone(),
+                    expected: expected.clone(),
+                    got,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl DeltaFile {
     /// Opens and validates `path` (see the [module docs](self)). The file is
     /// memory-mapped: do not modify it while the `DeltaFile` lives.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, QuantError> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// [`open`](Self::open) with explicit [`OpenOptions`].
+    pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Self, QuantError> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| QuantError::io(path, e))?;
-        let len = file.metadata().map_err(|e| QuantError::io(path, e))?.len();
+        let file_meta = file.metadata().map_err(|e| QuantError::io(path, e))?;
+        if !file_meta.is_file() {
+            // Mapping a directory fails with "No such device"; say what is wrong.
+            return Err(QuantError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a delta file is one .safetensors file)",
+                ),
+            ));
+        }
+        let len = file_meta.len();
         if len < 8 {
             return Err(safetensors::SafeTensorError::HeaderTooSmall.into());
         }
@@ -428,9 +643,25 @@ impl DeltaFile {
             return Err(meta_err(format!("`format` is not `{FORMAT}`")));
         }
         let version = get("format_version")?;
-        if version != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&version.as_str()) {
             return Err(QuantError::Version(version.clone()));
         }
+        let checksums: Option<BTreeMap<String, String>> = if version == "1" {
+            None
+        } else {
+            let algorithm = get("checksum_algorithm")?;
+            if algorithm != CHECKSUM_ALGORITHM {
+                return Err(meta_err(format!(
+                    "`checksum_algorithm` is `{algorithm}`, this build knows `{CHECKSUM_ALGORITHM}`"
+                )));
+            }
+            let sums = serde_json::from_str(get("checksums")?).map_err(|e| {
+                meta_err(format!(
+                    "`checksums` is not a JSON object of hex strings: {e}"
+                ))
+            })?;
+            Some(sums)
+        };
         let method = get("method")?.clone();
         let compressor = parse_method(&method)?;
         let params: Params = serde_json::from_str(get("params")?)
@@ -451,11 +682,16 @@ impl DeltaFile {
             base_fingerprint: get("base_fingerprint")?.clone(),
             finetuned: md.get("finetuned").cloned(),
             seed,
+            base_digest: md.get("base_digest").cloned(),
+            finetuned_digest: md.get("finetuned_digest").cloned(),
         };
         let table: Map<String, Value> = serde_json::from_str(get("tensors")?)
             .map_err(|e| meta_err(format!("`tensors` is not a JSON object: {e}")))?;
 
         let infos = st_meta.tensors();
+        if let Some(sums) = &checksums {
+            verify_checksums(sums, &infos, &map[data_start..], options.verify_checksums)?;
+        }
         let mut used: BTreeSet<String> = BTreeSet::new();
         let mut entries = Vec::with_capacity(table.len());
         let mut compressed = BTreeMap::new();
@@ -488,6 +724,8 @@ impl DeltaFile {
                             payload: p.clone(),
                         })?;
                         let (s, t) = info.data_offsets;
+                        let range = data_start + s..data_start + t;
+                        check_payload_values(name, Some(&p), info.dtype, &map[range.clone()])?;
                         payloads.push((
                             p,
                             info.dtype,
@@ -535,6 +773,7 @@ impl DeltaFile {
                         )));
                     }
                     let (s, t) = info.data_offsets;
+                    check_payload_values(name, None, info.dtype, &map[data_start + s..data_start + t])?;
                     entries.push(Entry {
                         name: name.clone(),
                         kind: EntryKind::Carried,

@@ -92,7 +92,10 @@ pub use compressor::{CompressContext, CompressTensor, Compressor, Params};
 pub use dare::Dare;
 pub use deltacome::{DeltaCome, DeltaComePayload};
 pub use error::QuantError;
-pub use file::{CarriedTensor, DeltaFile, DeltaFileHeader, DeltaFileWriter, Entry, EntryKind};
+pub use file::{
+    check_payload_values, CarriedTensor, DeltaFile, DeltaFileHeader, DeltaFileWriter, Entry,
+    EntryKind, OpenOptions, MAX_PAYLOAD_MAGNITUDE,
+};
 pub use lowrank::{LowRank, LowRankPayload, SvdSolver};
 pub use magnitude::Magnitude;
 pub use matrix::DeltaMatrix;

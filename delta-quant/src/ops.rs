@@ -119,6 +119,10 @@ pub fn compress_checkpoint(
 ) -> Result<CompressSummary, OpsError> {
     let header = DeltaFileHeader::new(compressor, pair.base().fingerprint())
         .with_finetuned(pair.finetuned().fingerprint())
+        .with_digests(
+            pair.base().content_digest(),
+            pair.finetuned().content_digest(),
+        )
         .with_seed(options.seed);
     let mut writer = DeltaFileWriter::create(out.as_ref(), header)?;
     let plan = pair.plan(&options.selection);
@@ -212,6 +216,19 @@ pub fn apply_delta_file(
             expected: delta.base_fingerprint().to_string(),
             got: base.fingerprint().to_string(),
         });
+    }
+    // The sampled fingerprint above is cheap; the full digest reads every
+    // byte of the base, which apply is about to do anyway, and catches a
+    // base that differs from the delta's in weights the sample missed.
+    if let Some(expected) = &delta.header().base_digest {
+        if expected != base.content_digest() {
+            return Err(OpsError::WrongBase {
+                delta: delta_path.to_path_buf(),
+                base: base.dir().to_path_buf(),
+                expected: expected.clone(),
+                got: base.content_digest().to_string(),
+            });
+        }
     }
     let incompatible = |tensor: &str, reason: String| OpsError::Incompatible {
         delta: delta_path.to_path_buf(),

@@ -41,8 +41,23 @@ fn write_valid(dir: &Path) -> PathBuf {
 type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
 type Edit = Box<dyn Fn(&mut Tensors, &mut HashMap<String, String>)>;
 
-/// Rewrites a valid file through the safetensors crate after `edit`.
+/// Rewrites a valid file through the safetensors crate after `edit`, then
+/// re-computes the `checksums` entry (if the file still has one) so that
+/// the edit reaches the validation behind the checksum.
 fn rewrite(path: &Path, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>)) {
+    rewrite_with(path, edit, true)
+}
+
+/// [`rewrite`] that leaves the stored checksums as they were.
+fn rewrite_raw(path: &Path, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>)) {
+    rewrite_with(path, edit, false)
+}
+
+fn rewrite_with(
+    path: &Path,
+    edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>),
+    fix_checksums: bool,
+) {
     let bytes = std::fs::read(path).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let mut md = meta.metadata().clone().unwrap();
@@ -53,6 +68,16 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, Str
         .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
         .collect();
     edit(&mut tensors, &mut md);
+    if fix_checksums && md.contains_key("checksums") {
+        let sums: serde_json::Map<String, serde_json::Value> = tensors
+            .iter()
+            .map(|(n, (_, _, data))| {
+                let h = xxhash_rust::xxh3::xxh3_64(data);
+                (n.clone(), format!("{h:016x}").into())
+            })
+            .collect();
+        md.insert("checksums".into(), serde_json::Value::Object(sums).to_string());
+    }
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, (dt, sh, data))| (n.clone(), TensorView::new(*dt, sh.clone(), data).unwrap()))
@@ -236,7 +261,7 @@ fn bad_metadata_is_a_typed_error() {
         (
             "version",
             Box::new(|_, m| {
-                m.insert("format_version".into(), "2".into());
+                m.insert("format_version".into(), "3".into());
             }),
         ),
         (
@@ -356,4 +381,190 @@ proptest! {
             }
         }
     }
+}
+
+/// A payload byte flipped after writing is caught by its checksum — every
+/// byte of the data section, not a sample (the defect: 30 of 30 random
+/// flips used to load and apply).
+#[test]
+fn every_flipped_data_byte_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_valid(dir.path());
+    let good = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let bad = dir.path().join("flipped.safetensors");
+    for i in 8 + header_len..good.len() {
+        let mut bytes = good.clone();
+        bytes[i] ^= 0x10;
+        std::fs::write(&bad, &bytes).unwrap();
+        match DeltaFile::open(&bad) {
+            Err(QuantError::Checksum { tensor, .. }) => assert!(!tensor.is_empty()),
+            other => panic!("byte {i}: expected a checksum error, got {other:?}"),
+        }
+    }
+}
+
+/// With verification off, a flip that keeps the payload well-formed loads
+/// (so the option really skips the hash), and the checksum table must still
+/// list every tensor.
+#[test]
+fn verification_can_be_skipped_but_checksums_stay_required() {
+    use delta_quant::OpenOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_valid(dir.path());
+    rewrite_raw(&path, |t, _| {
+        // Bit 0 of the first sign byte is a real column (13 of 16 bits used).
+        t.get_mut(&format!("{W}::signs")).unwrap().2[0] ^= 1;
+    });
+    assert!(matches!(
+        DeltaFile::open(&path),
+        Err(QuantError::Checksum { .. })
+    ));
+    let trusting = OpenOptions {
+        verify_checksums: false,
+    };
+    assert!(DeltaFile::open_with(&path, trusting).is_ok());
+    rewrite_raw(&path, |_, m| {
+        let mut sums: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&m["checksums"]).unwrap();
+        sums.remove("lm_head.weight");
+        m.insert("checksums".into(), serde_json::Value::Object(sums).to_string());
+    });
+    let err = DeltaFile::open_with(&path, trusting).unwrap_err();
+    assert!(
+        matches!(&err, QuantError::Metadata(m) if m.contains("lm_head.weight")),
+        "{err}"
+    );
+}
+
+/// Version-1 files (no checksums) are still read; a version-2 file without
+/// its checksums is not.
+#[test]
+fn version_one_files_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_valid(dir.path());
+    rewrite_raw(&path, |_, m| {
+        m.remove("checksums");
+        m.insert("format_version".into(), "1".into());
+        m.remove("checksum_algorithm");
+    });
+    let f = DeltaFile::open(&path).unwrap();
+    assert_eq!(f.entries().len(), 3);
+    let path = write_valid(dir.path());
+    rewrite_raw(&path, |_, m| {
+        m.remove("checksums");
+    });
+    assert!(matches!(
+        DeltaFile::open(&path),
+        Err(QuantError::Metadata(_))
+    ));
+}
+
+/// A version-1 file written by the last release before checksums
+/// (`deltaguard compress` of the hf-reference pair with BitDelta at commit
+/// 9de1170) opens and decodes.
+#[test]
+fn committed_version_one_fixture_opens() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pair-bitdelta-v1.safetensors");
+    let f = DeltaFile::open(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["format_version"], "1");
+    let mut compressed = 0;
+    for e in f.entries() {
+        if e.kind == EntryKind::Compressed {
+            let d = f.compressed(&e.name).unwrap().reconstruct();
+            assert!(d.data().iter().all(|v| v.is_finite()));
+            compressed += 1;
+        } else {
+            f.carried(&e.name).unwrap();
+        }
+    }
+    assert!(compressed > 0);
+}
+
+/// NaN/Inf, negative scales and absurd magnitudes are refused by the writer
+/// and, if written by something else, by the reader — naming the tensor.
+#[test]
+fn non_finite_negative_and_huge_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = parse_method("bitdelta").unwrap();
+    let mut w = DeltaFileWriter::create(
+        dir.path().join("w.safetensors"),
+        DeltaFileHeader::new(c.as_ref(), "fp"),
+    )
+    .unwrap();
+    let nan = f32::NAN.to_le_bytes().repeat(2);
+    let err = w
+        .add_carried("model.norm.weight", Dtype::F32, &[2], &nan)
+        .unwrap_err();
+    assert!(err.to_string().contains("model.norm.weight"), "{err}");
+    let inf16 = half::f16::INFINITY.to_bits().to_le_bytes().repeat(2);
+    assert!(w
+        .add_carried("model.embed_tokens.weight", Dtype::F16, &[2], &inf16)
+        .is_err());
+    drop(w);
+
+    let cases: Vec<(&str, f32)> = vec![
+        ("negative scale", -0.5),
+        ("huge scale", 3.0e38),
+        ("nan scale", f32::NAN),
+    ];
+    for (what, v) in cases {
+        let path = write_valid(dir.path());
+        rewrite(&path, |t, _| {
+            t.get_mut(&format!("{W}::scales")).unwrap().2[..4].copy_from_slice(&v.to_le_bytes());
+        });
+        match DeltaFile::open(&path) {
+            Err(QuantError::BadPayload { tensor, payload, .. }) => {
+                assert_eq!((tensor.as_str(), payload.as_str()), (W, "scales"), "{what}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    let path = write_valid(dir.path());
+    rewrite(&path, |t, _| {
+        t.get_mut("model.norm.weight").unwrap().2[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    });
+    let err = DeltaFile::open(&path).unwrap_err();
+    assert!(err.to_string().contains("model.norm.weight"), "{err}");
+}
+
+/// Two writers aimed at the same path use different temporaries, so both
+/// can run at once and the result is one complete, valid file.
+#[test]
+fn concurrent_writers_to_one_path_never_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("same.safetensors");
+    let c = parse_method("bitdelta").unwrap();
+    let make = |seed| {
+        let mut w =
+            DeltaFileWriter::create(&path, DeltaFileHeader::new(c.as_ref(), "fp")).unwrap();
+        let d = random_matrix(64, 96, seed);
+        w.add_compressed(W, &c.compress_matrix(&d, &CompressContext::new(W, 0)).unwrap())
+            .unwrap();
+        w
+    };
+    let (a, b) = (make(1), make(2));
+    let temps = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(temps, 2, "each writer has its own temporary");
+    a.finish().unwrap();
+    b.finish().unwrap();
+    let f = DeltaFile::open(&path).unwrap();
+    assert_eq!(f.entries().len(), 1);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("same.safetensors")]);
+}
+
+/// A directory given as a delta file is named as such, not "No such device".
+#[test]
+fn a_directory_is_not_a_delta_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = DeltaFile::open(dir.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("not a regular file"), "{msg}");
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
 }

@@ -39,6 +39,8 @@ pub fn run(args: Args) -> CliResult {
             "params": file.params(),
             "base_fingerprint": file.base_fingerprint(),
             "finetuned_fingerprint": file.finetuned(),
+            "base_digest": file.header().base_digest,
+            "finetuned_digest": file.header().finetuned_digest,
             "seed": file.header().seed,
             "finetuned_fp16_bytes": size.finetuned_fp16_bytes,
             "compressed_bytes": size.compressed_bytes,
@@ -57,8 +59,14 @@ pub fn run(args: Args) -> CliResult {
         serde_json::to_string(file.params())?
     );
     println!("  base fingerprint   {}", file.base_fingerprint());
+    if let Some(d) = &file.header().base_digest {
+        println!("  base digest        {d}");
+    }
     if let Some(ft) = file.finetuned() {
         println!("  fine-tune          {ft}");
+    }
+    if let Some(d) = &file.header().finetuned_digest {
+        println!("  fine-tune digest   {d}");
     }
     if let Some(seed) = file.header().seed {
         println!("  seed               {seed}");
