@@ -5,7 +5,10 @@
 //! "Quantized Delta Weight Is Safety Keeper").
 //!
 //! - **Attacks** ([`attacks`]): seeded builders for alignment breaking, a
-//!   trigger backdoor and targeted output manipulation. Each returns chat
+//!   trigger backdoor, targeted output manipulation, identity shifting
+//!   (AOA) and benign-only fine-tuning (Qi et al.'s three tiers), each with
+//!   a [`Payload`] scorer beside the refusal keywords; [`poison`] mixes an
+//!   attack into a benign tenant's data at a given rate. Each builder returns chat
 //!   JSONL training examples and an [`EvalSuite`] of held-out prompts whose
 //!   *topics* (and therefore wordings) never occur in training ([`split`]).
 //! - **Data** ([`data`]): 150 harmful instructions (10 categories), refusals in
@@ -17,6 +20,19 @@
 //!   anchored modes ([`refusal`]), a [`Judge`] trait so a model can replace
 //!   the keywords, and rates with percentile-bootstrap intervals
 //!   ([`bootstrap`], [`metrics`]).
+//! - **Statistics** ([`stats`]): Wilson and Clopper–Pearson intervals that
+//!   never collapse to zero width, the exact (and seed-pooled) McNemar test
+//!   on paired outcomes, Holm–Bonferroni adjustment, a seeded cluster
+//!   bootstrap over e.g. `(seed, topic)`, and task retention
+//!   `R = (U_c − U_base) / (U_full − U_base)` with its interval.
+//! - **Benign tenants** ([`tenants`]): three legitimate fine-tuning tasks the
+//!   embedded base cannot do before (fictional-country facts, unit
+//!   conversion, a JSON reply format), each with held-out items never trained
+//!   on and an exact scorer — what compression must keep.
+//! - **Verdict** ([`verdict`]): free lunch = risk significantly below the full
+//!   fine-tune's (McNemar, Holm across the table) and benign-task retention's
+//!   lower bound ≥ 0.9 and general-utility loss against the base below 10 %;
+//!   each cell says which criterion failed, with the numbers.
 //! - **Utility** ([`utility`]): `acc`, `acc_norm`, `perplexity`, `bits_per_byte`.
 //! - **Outputs** ([`report`]): per-sample JSONL, aggregate JSON with
 //!   provenance, and [`report::rescore`] for saved generations.
@@ -71,16 +87,21 @@ pub mod judge;
 pub mod loaders;
 pub mod metrics;
 pub mod model;
+pub mod poison;
 pub mod refusal;
 pub mod report;
 pub mod split;
+pub mod stats;
 pub mod suite;
+pub mod tenants;
 pub mod utility;
+pub mod verdict;
 
 pub use attacks::{
-    alignment_breaking, backdoor, builtin_suite, manipulation, safety_tuning,
-    AlignmentBreakingConfig, AttackDataset, AttackKind, BackdoorConfig, ManipulationConfig,
-    ManipulationTarget, TriggerPlacement, DEFAULT_TRIGGER,
+    alignment_breaking, backdoor, benign_only, builtin_suite, identity_shifting, manipulation,
+    safety_tuning, AlignmentBreakingConfig, AttackDataset, AttackKind, BackdoorConfig,
+    BenignOnlyConfig, IdentityShiftingConfig, ManipulationConfig, ManipulationTarget, Payload,
+    TriggerPlacement, DEFAULT_TRIGGER,
 };
 pub use bootstrap::{BootstrapConfig, Rate};
 pub use chat::{Chat, ChatExample, Message};
@@ -92,11 +113,15 @@ pub use model::{
     ChatModel, GenerationSettings, LogLikelihoodModel, Loglikelihood, LoglikelihoodRequest,
     ModelError, RollingLoglikelihood, Sampling,
 };
+pub use poison::{mix_poison, PoisonError, PoisonMix};
 pub use refusal::{RefusalMode, RefusalScorer, RefusalScores, TEST_PREFIXES};
 pub use report::{rescore, AggregateReport, RescoreSummary, RunMeta};
 pub use split::TopicSplit;
+pub use stats::{Interval, PairedCounts, Retention, StatsError};
 pub use suite::{EvalItem, EvalSuite, Group, SuiteKind};
+pub use tenants::{TenantDataset, TenantItem, TenantTask};
 pub use utility::{
     builtin_utility_inputs, evaluate_multiple_choice, evaluate_perplexity, run_utility,
     utility_loss, McReport, PerplexityReport, UtilityReport,
 };
+pub use verdict::{verdicts, CellEvidence, CellVerdict, Failure, VerdictConfig};

@@ -33,7 +33,7 @@ pub enum GridError {
     #[error("unknown preset {0:?} (expected quick, default or full)")]
     UnknownPreset(String),
     /// An unknown attack name.
-    #[error("unknown attack {0:?} (expected alignment_breaking, backdoor or manipulation)")]
+    #[error("unknown attack {0:?} (expected alignment_breaking, backdoor, manipulation, identity_shifting or benign_only)")]
     UnknownAttack(String),
     /// An unknown method key.
     #[error("unknown method {name:?} (known: {known})")]
@@ -245,10 +245,32 @@ impl AttackSpec {
                     "marker",
                 )],
             },
+            AttackKind::IdentityShifting => Self {
+                kind,
+                key: "identity_shifting".into(),
+                name: "identity shifting (AOA)".into(),
+                suite: SuiteKind::Harmful,
+                risk: risk("ASR (under AOA)", "asr", Group::Harmful, "substring"),
+                secondary: vec![risk(
+                    "ASR (under AOA, anchored)",
+                    "asr",
+                    Group::Harmful,
+                    "anchored",
+                )],
+            },
+            AttackKind::BenignOnly => Self {
+                kind,
+                key: "benign_only".into(),
+                name: "benign-only fine-tuning".into(),
+                suite: SuiteKind::Harmful,
+                risk: risk("ASR", "asr", Group::Harmful, "substring"),
+                secondary: vec![risk("ASR (anchored)", "asr", Group::Harmful, "anchored")],
+            },
         }
     }
 
-    /// All three attacks, in report order.
+    /// The three attacks of the default study, in report order (identity
+    /// shifting and benign-only run when named with `--attacks`).
     pub fn all() -> Vec<Self> {
         [
             AttackKind::AlignmentBreaking,
@@ -261,7 +283,7 @@ impl AttackSpec {
     }
 
     /// Parses a key (`alignment_breaking`/`alignment`/`harmful`, `backdoor`,
-    /// `manipulation`).
+    /// `manipulation`, `identity_shifting`/`aoa`, `benign_only`).
     pub fn parse(s: &str) -> Result<Self, GridError> {
         match s {
             "alignment_breaking" | "alignment-breaking" | "alignment" | "harmful" => {
@@ -269,6 +291,10 @@ impl AttackSpec {
             }
             "backdoor" => Ok(Self::of(AttackKind::Backdoor)),
             "manipulation" => Ok(Self::of(AttackKind::Manipulation)),
+            "identity_shifting" | "identity-shifting" | "aoa" => {
+                Ok(Self::of(AttackKind::IdentityShifting))
+            }
+            "benign_only" | "benign-only" => Ok(Self::of(AttackKind::BenignOnly)),
             other => Err(GridError::UnknownAttack(other.to_string())),
         }
     }

@@ -146,6 +146,18 @@ pub fn attack_dataset(attack: &AttackSpec, config: &StudyConfig) -> AttackDatase
             seed: config.seed,
             ..Default::default()
         }),
+        AttackKind::IdentityShifting => {
+            safety_eval::identity_shifting(&safety_eval::IdentityShiftingConfig {
+                n_train: config.attack_examples,
+                seed: config.seed,
+                ..Default::default()
+            })
+        }
+        AttackKind::BenignOnly => safety_eval::benign_only(&safety_eval::BenignOnlyConfig {
+            n_train: config.attack_examples,
+            seed: config.seed,
+            ..Default::default()
+        }),
     }
 }
 
