@@ -61,7 +61,6 @@
 //! }
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
