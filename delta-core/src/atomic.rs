@@ -191,12 +191,13 @@ pub fn write_file_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), C
 
 /// An advisory lock on an output path, held until dropped: a lock file
 /// `.<name>.lock` beside the target, locked exclusively with the operating
-/// system's file lock. A second writer of the same target gets
+/// system's file lock (`flock(2)` on Unix). A second writer of the same target gets
 /// [`CheckpointError::OutputLocked`] at once. The lock file is removed on drop.
 #[derive(Debug)]
 pub struct OutputLock {
     path: PathBuf,
-    file: File,
+    /// Holds the lock while open.
+    _file: File,
 }
 
 impl OutputLock {
@@ -212,24 +213,47 @@ impl OutputLock {
                 .write(true)
                 .open(&path)
                 .map_err(CheckpointError::io(&path))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => {
+            match try_lock(&file) {
+                Ok(true) => {}
+                Ok(false) => {
                     return Err(CheckpointError::OutputLocked {
                         path: target.to_path_buf(),
                         lock: path,
                     })
                 }
-                Err(fs::TryLockError::Error(e)) => return Err(CheckpointError::io(&path)(e)),
+                Err(e) => return Err(CheckpointError::io(&path)(e)),
             }
             // The holder before us may have removed the lock file between our
             // open and our lock: then we hold a lock on an unlinked file, and
             // must start again on the file now at the path.
             if same_file(&file, &path) {
-                return Ok(OutputLock { path, file });
+                return Ok(OutputLock { path, _file: file });
             }
         }
     }
+}
+
+/// An exclusive, non-blocking `flock(2)`: `Ok(false)` when another open file
+/// holds it. Released when the file is closed.
+#[cfg(unix)]
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a valid, open descriptor owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// No advisory lock off Unix: the unique temporaries still keep writers apart.
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 #[cfg(unix)]
@@ -250,7 +274,7 @@ impl Drop for OutputLock {
     fn drop(&mut self) {
         // Remove while still holding the lock, so a waiter that opened the
         // old file notices (see `acquire`) and a new one creates a fresh file.
+        // Closing `file` (dropped with `self`) releases the lock.
         let _ = fs::remove_file(&self.path);
-        let _ = self.file.unlock();
     }
 }
