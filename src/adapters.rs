@@ -46,6 +46,14 @@ impl<'a, B: Backend> LlamaEvalModel<'a, B> {
         first_scored: &[usize],
     ) -> Result<Vec<Vec<(f64, bool)>>, ModelError> {
         let device = self.loaded.model.device();
+        // Checked before any batch is built: an over-long sequence would ask
+        // for a causal mask of len² entries (issue 14: a 10 MB answer choice).
+        for s in seqs {
+            self.loaded
+                .model
+                .check_tokens(s)
+                .map_err(|e| ModelError::from(format!("scoring a sequence: {e}")))?;
+        }
         let mut results = Vec::with_capacity(seqs.len());
         for (chunk, firsts) in seqs
             .chunks(self.batch_size.max(1))
@@ -96,6 +104,15 @@ impl<'a, B: Backend> LlamaEvalModel<'a, B> {
                     // logits at position p-1 predict token p
                     let at = (row * len + offset + p - 1) * vocab;
                     let dist = &logp[at..at + vocab];
+                    if let Some(bad) = dist.iter().position(|x| !x.is_finite()) {
+                        return Err(format!(
+                            "the model's logits are not finite (log-probability of token {bad} \
+                             is {} at position {}); refusing to score it",
+                            dist[bad],
+                            p - 1
+                        )
+                        .into());
+                    }
                     let target = token as usize;
                     let best = dist
                         .iter()
@@ -121,10 +138,28 @@ impl<B: Backend> ChatModel for LlamaEvalModel<'_, B> {
         chats: &[Vec<Message>],
         settings: &GenerationSettings,
     ) -> Result<Vec<String>, ModelError> {
-        let prompts = chats
+        let mut prompts = chats
             .iter()
             .map(|c| self.chat_ids(c))
             .collect::<Result<Vec<_>, _>>()?;
+        // lm-eval's `generate_until`: a prompt that leaves no room for
+        // `max_new_tokens` keeps its last `max_position_embeddings -
+        // max_new_tokens` tokens. A budget that fills the whole context is left
+        // to `generate`, which refuses it naming both numbers.
+        let context = self.loaded.model.config().max_position_embeddings;
+        let keep = context.saturating_sub(settings.max_new_tokens);
+        if keep > 0 {
+            let cut = truncate_left(&mut prompts, keep);
+            if cut > 0 {
+                eprintln!(
+                    "warning: {cut} of {} prompts were longer than {keep} tokens \
+                     (max_position_embeddings {context} - max_new_tokens {}); \
+                     their beginnings were dropped, as lm-eval does",
+                    prompts.len(),
+                    settings.max_new_tokens
+                );
+            }
+        }
         let config = match settings.sampling {
             Sampling::Greedy => GenerateConfig::greedy(settings.max_new_tokens),
             Sampling::Sample {
@@ -157,8 +192,15 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
     /// tokens are those of `encode(context + continuation)` after the
     /// context's own tokens (separately encoded if that split fails), BOS
     /// goes before the context where the tokenizer adds one, and an empty
-    /// context becomes lm-eval's prefix token. Over-long contexts keep their
-    /// end. The continuation's tokens are scored given everything before them.
+    /// context becomes lm-eval's prefix token. The continuation's tokens are
+    /// scored given everything before them.
+    ///
+    /// Context length, as lm-eval's `_loglikelihood_tokens`: when context plus
+    /// continuation exceed `max_position_embeddings`, the context keeps its
+    /// last tokens (a warning on stderr counts how many requests were cut). A
+    /// continuation that alone leaves no room for one context token is an
+    /// error naming both numbers (lm-eval would silently score a truncated
+    /// continuation).
     fn loglikelihood(
         &mut self,
         requests: &[LoglikelihoodRequest],
@@ -167,6 +209,7 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
         let added = self.added_prefix()?;
         let mut seqs = Vec::with_capacity(requests.len());
         let mut firsts = Vec::with_capacity(requests.len());
+        let mut truncated = 0usize;
         for r in requests {
             let (mut ctx, cont) = self.encode_pair(&r.context, &r.continuation, &added)?;
             if cont.is_empty() {
@@ -174,14 +217,31 @@ impl<B: Backend> LogLikelihoodModel for LlamaEvalModel<'_, B> {
                     format!("continuation {:?} encodes to no tokens", r.continuation).into(),
                 );
             }
+            if cont.len() >= max {
+                return Err(format!(
+                    "continuation of {} tokens does not fit in the model's context \
+                     (max_position_embeddings {max}) with at least one context token",
+                    cont.len()
+                )
+                .into());
+            }
             // Keep the end of an over-long context, as lm-eval does.
             if ctx.len() + cont.len() > max {
-                let keep = max.saturating_sub(cont.len()).max(1);
-                ctx.drain(..ctx.len() - keep.min(ctx.len()));
+                let keep = max - cont.len();
+                ctx.drain(..ctx.len() - keep);
+                truncated += 1;
             }
             firsts.push(ctx.len());
             ctx.extend(cont);
             seqs.push(ctx);
+        }
+        if truncated > 0 {
+            eprintln!(
+                "warning: {truncated} of {} log-likelihood requests were longer than the \
+                 model's context (max_position_embeddings {max}); their contexts were cut \
+                 from the left, as lm-eval does",
+                requests.len()
+            );
         }
         Ok(self
             .score_tokens(&seqs, &firsts)?
@@ -303,6 +363,17 @@ impl<B: Backend> LlamaEvalModel<'_, B> {
     }
 }
 
+/// Keeps the last `keep` tokens of every prompt longer than that; returns
+/// how many prompts were cut.
+fn truncate_left(prompts: &mut [Vec<u32>], keep: usize) -> usize {
+    let mut cut = 0;
+    for p in prompts.iter_mut().filter(|p| p.len() > keep) {
+        p.drain(..p.len() - keep);
+        cut += 1;
+    }
+    cut
+}
+
 /// Moves the context's trailing whitespace to the front of the continuation,
 /// as lm-eval's `_encode_pair` does.
 fn move_trailing_whitespace<'c>(context: &'c str, continuation: &str) -> (&'c str, String) {
@@ -364,6 +435,10 @@ impl<B: Backend> logit_lens::LensModel for LlamaLens<'_, B> {
 
     fn trace(&self, tokens: &[u32]) -> logit_lens::Result<logit_lens::ForwardTrace> {
         use logit_lens::{ProbeHidden, ProbePoint};
+        self.loaded
+            .model
+            .check_tokens(tokens)
+            .map_err(|e| logit_lens::LensError::model(e.to_string()))?;
         let device = self.loaded.model.device();
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let input =

@@ -41,6 +41,28 @@ pub enum ModelIoError {
     DeltaOnGguf { delta: PathBuf, model: PathBuf },
     #[error("{path}: neither a Hugging Face model directory nor a .gguf file")]
     UnknownFormat { path: PathBuf },
+    #[error("{path}: cannot open the delta file: {reason}")]
+    DeltaNotAFile { path: PathBuf, reason: &'static str },
+}
+
+/// Opens a delta file, saying plainly when the path is a directory or does
+/// not exist (mapping a directory would report "No such device").
+pub fn open_delta_file(path: &Path) -> Result<DeltaFile, ModelIoError> {
+    let not_a_file = |reason| ModelIoError::DeltaNotAFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(not_a_file("it is a directory, not a file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_a_file("no such file"))
+        }
+        _ => {}
+    }
+    DeltaFile::open(path).map_err(|source| ModelIoError::Delta {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A model ready to run, with what is needed to talk to it.
@@ -150,10 +172,7 @@ pub fn load_model<B: Backend>(
             path.display().to_string(),
         ),
         Some(delta_path) => {
-            let file = DeltaFile::open(delta_path).map_err(|source| ModelIoError::Delta {
-                path: delta_path.to_path_buf(),
-                source,
-            })?;
+            let file = open_delta_file(delta_path)?;
             if file.base_fingerprint() != ck.fingerprint() {
                 return Err(ModelIoError::WrongBase {
                     delta: delta_path.to_path_buf(),

@@ -279,7 +279,9 @@ fn a_nan_in_the_finetune_is_refused_and_no_file_is_left() {
     let tmp = tempfile::tempdir().unwrap();
     let ft_src = Checkpoint::open(fixture("pair/finetuned")).unwrap();
     let poisoned = tmp.path().join("poisoned");
-    let mut w = CheckpointWriter::create(&poisoned, WriteOptions::default()).unwrap();
+    let mut w = CheckpointWriter::create(&poisoned, WriteOptions::default())
+        .unwrap()
+        .allow_non_finite();
     w.copy_aux_files_from(ft_src.dir()).unwrap();
     for info in ft_src.infos() {
         let mut v = ft_src.read_f32(&info.name).unwrap();
@@ -317,7 +319,9 @@ fn a_nan_in_the_finetune_is_refused_and_no_file_is_left() {
 fn edited_copy(src: &Path, dst: &Path, tensor: &str, edit: impl Fn(&mut [f32])) -> PathBuf {
     use deltaguard::delta_core::{CheckpointWriter, DType};
     let src = Checkpoint::open(src).unwrap();
-    let mut w = CheckpointWriter::create(dst, WriteOptions::default()).unwrap();
+    let mut w = CheckpointWriter::create(dst, WriteOptions::default())
+        .unwrap()
+        .allow_non_finite();
     w.copy_aux_files_from(src.dir()).unwrap();
     for info in src.infos() {
         let mut v = src.read_f32(&info.name).unwrap();
@@ -553,4 +557,144 @@ fn the_delta_file_records_the_seed() {
             );
         }
     }
+}
+
+fn deltaguard(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_deltaguard"))
+        .args(args)
+        .output()
+        .expect("run deltaguard")
+}
+
+/// Issue 14, item 3: when compress's own post-write check fails (a 3e38 delta
+/// with dare / svd / deltacome) the output must not stay behind, so a re-run
+/// is not refused with "already exists". Whatever each method does with such
+/// a delta, the result is a file that loads, or an error and no file.
+#[test]
+fn a_compress_whose_output_fails_its_check_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("inputs");
+    let outputs = tmp.path().join("outputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::create_dir_all(&outputs).unwrap();
+    let name = "model.layers.0.mlp.up_proj.weight";
+    let ft = edited_copy(&fixture("pair/finetuned"), &inputs.join("ft"), name, |v| {
+        v[5] = 3.0e38
+    });
+    for method in ["dare:p=0.5", "svd:rank=4", "deltacome:rank=8"] {
+        let out = outputs.join(format!("{}.safetensors", method.replace([':', '='], "-")));
+        for attempt in 0..2 {
+            let o = deltaguard(&[
+                "compress".as_ref(),
+                "-q".as_ref(),
+                "--base".as_ref(),
+                fixture("pair/base").as_os_str(),
+                "--finetuned".as_ref(),
+                ft.as_os_str(),
+                "--method".as_ref(),
+                method.as_ref(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ]);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(!stderr.contains("panicked"), "{method}: {stderr}");
+            if o.status.success() {
+                DeltaFile::open(&out).unwrap_or_else(|e| panic!("{method}: exit 0 but {e}"));
+                std::fs::remove_file(&out).unwrap();
+            } else {
+                assert!(
+                    !stderr.contains("already exists"),
+                    "{method} attempt {attempt}: {stderr}"
+                );
+                assert!(
+                    listing(&outputs).is_empty(),
+                    "{method}: left {:?} after: {stderr}",
+                    listing(&outputs)
+                );
+            }
+        }
+    }
+}
+
+/// Issue 14, item 4: NaN/Inf in a carried tensor (an embedding or norm) of a
+/// fine-tune is refused by compress with the tensor's name; one in a delta
+/// file's carried tensor is refused by apply and by loading (`logits
+/// --delta`), never written into a model.
+#[test]
+fn non_finite_carried_tensors_are_refused_naming_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("inputs");
+    let outputs = tmp.path().join("outputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::create_dir_all(&outputs).unwrap();
+    let carried = "model.embed_tokens.weight";
+    let ft = edited_copy(
+        &fixture("pair/finetuned"),
+        &inputs.join("ft"),
+        carried,
+        |v| v[7] = f32::NAN,
+    );
+    let o = deltaguard(&[
+        "compress".as_ref(),
+        "-q".as_ref(),
+        "--base".as_ref(),
+        fixture("pair/base").as_os_str(),
+        "--finetuned".as_ref(),
+        ft.as_os_str(),
+        "--out".as_ref(),
+        outputs.join("d.safetensors").as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "compress accepted a NaN embedding");
+    assert!(
+        stderr.contains(carried) && stderr.contains("non-finite"),
+        "{stderr}"
+    );
+    assert!(listing(&outputs).is_empty());
+
+    // The library itself carries the bytes as they are: a poisoned delta file.
+    let pair = DeltaPair::open(fixture("pair/base"), &ft).unwrap();
+    let delta = inputs.join("poisoned.safetensors");
+    compress_checkpoint(
+        &pair,
+        parse_method("bitdelta").unwrap().as_ref(),
+        &delta,
+        &CompressOptions::default(),
+        &mut |_| {},
+        None,
+    )
+    .unwrap();
+    let o = deltaguard(&[
+        "apply".as_ref(),
+        "-q".as_ref(),
+        "--base".as_ref(),
+        fixture("pair/base").as_os_str(),
+        "--delta".as_ref(),
+        delta.as_os_str(),
+        "--out".as_ref(),
+        outputs.join("model").as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "apply wrote a NaN embedding");
+    assert!(
+        stderr.contains(carried) && stderr.contains("non-finite"),
+        "{stderr}"
+    );
+    assert!(listing(&outputs).is_empty(), "{:?}", listing(&outputs));
+    let o = deltaguard(&[
+        "logits".as_ref(),
+        "--model".as_ref(),
+        fixture("pair/base").as_os_str(),
+        "--delta".as_ref(),
+        delta.as_os_str(),
+        "--tokens".as_ref(),
+        "1,2,3".as_ref(),
+        "--json".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "logits ran a NaN model");
+    assert!(
+        stderr.contains(carried) && stderr.contains("non-finite"),
+        "{stderr}"
+    );
 }

@@ -506,3 +506,111 @@ fn loglikelihood_moves_trailing_context_space_into_the_continuation() {
     let sum: f64 = expected[0].iter().map(|x| x.0).sum();
     assert!((got[2].logprob - sum).abs() < 1e-6);
 }
+
+/// Issue 14, item 4: a model whose logits are not finite (finite weights
+/// that overflow: a final norm of 3e38) is refused by scoring, by
+/// generation (so `eval` and `study` never score it) and by `logits`
+/// (which used to print `null`).
+#[test]
+fn a_model_with_non_finite_logits_is_refused_not_scored() {
+    use deltaguard::delta_core::{Checkpoint, CheckpointWriter, DType, WriteOptions};
+    use safety_eval::{ChatModel, GenerationSettings, Message};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Checkpoint::open(fixture("llama-untied-f32")).unwrap();
+    let dir = tmp.path().join("overflowing");
+    let mut w = CheckpointWriter::create(&dir, WriteOptions::default()).unwrap();
+    w.copy_aux_files_from(src.dir()).unwrap();
+    for info in src.infos() {
+        let mut v = src.read_f32(&info.name).unwrap();
+        if info.name == "model.norm.weight" {
+            v.fill(3.0e38);
+        }
+        w.write_f32(&info.name, DType::F32, &info.shape, &v)
+            .unwrap();
+    }
+    w.finish().unwrap();
+
+    let loaded = load_model::<Backend>(&dir, None, &device()).unwrap();
+    let mut model = LlamaEvalModel::new(&loaded);
+    let err = model.score_tokens(&[vec![1, 5, 9, 13]], &[1]).unwrap_err();
+    assert!(err.to_string().contains("not finite"), "{err}");
+    let err = model
+        .loglikelihood(&[LoglikelihoodRequest {
+            context: "Question: 2+2?\nAnswer:".into(),
+            continuation: " 4".into(),
+        }])
+        .unwrap_err();
+    assert!(err.to_string().contains("not finite"), "{err}");
+    let err = model
+        .generate(
+            &[vec![Message::new("user", "Hello")]],
+            &GenerationSettings {
+                max_new_tokens: 4,
+                ..GenerationSettings::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not finite"), "{err}");
+
+    let out = run_cli(&[
+        "logits",
+        "--model",
+        dir.to_str().unwrap(),
+        "--tokens",
+        "1,5,9",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "logits printed a non-finite model");
+    assert!(stderr.contains("not finite"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("null"));
+}
+
+/// Issue 14, item 1: log-likelihood requests longer than the context. The
+/// context is cut from the left (as lm-eval does) and the score equals that
+/// of the cut request; a continuation that alone fills the context is an
+/// error naming both numbers (a 10 MB answer choice used to abort on the
+/// causal mask). Generation truncates a prompt's beginning the same way and
+/// refuses a budget that fills the whole context.
+#[test]
+fn over_long_requests_are_truncated_or_refused_never_allocated() {
+    use safety_eval::{ChatModel, GenerationSettings, Message};
+    let max = 8;
+    let dir = short_context_copy(max);
+    let loaded = load_model::<Backend>(dir.path(), None, &device()).unwrap();
+    let mut model = LlamaEvalModel::new(&loaded);
+    let long_context = "The quick brown fox jumps over the lazy dog, and then it runs away.";
+    let got = model
+        .loglikelihood(&[LoglikelihoodRequest {
+            context: long_context.into(),
+            continuation: " home".into(),
+        }])
+        .unwrap();
+    assert!(got[0].logprob.is_finite() && got[0].n_tokens >= 1);
+    let huge = "word ".repeat(200_000);
+    let err = model
+        .loglikelihood(&[LoglikelihoodRequest {
+            context: "Q:".into(),
+            continuation: huge,
+        }])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("max_position_embeddings 8"), "{msg}");
+    let err = model.score_tokens(&[vec![]], &[1]).unwrap_err();
+    assert!(err.to_string().contains("no tokens"), "{err}");
+
+    let chat = vec![Message::new("user", long_context)];
+    let settings = |n| GenerationSettings {
+        max_new_tokens: n,
+        ..GenerationSettings::default()
+    };
+    let out = model
+        .generate(std::slice::from_ref(&chat), &settings(2))
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    let err = model.generate(&[chat], &settings(max)).unwrap_err();
+    assert!(
+        err.to_string().contains("max_position_embeddings 8"),
+        "{err}"
+    );
+}

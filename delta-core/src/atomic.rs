@@ -1,38 +1,60 @@
-//! Outputs that appear whole or not at all.
+//! Outputs that appear whole or not at all, and never interleave.
 //!
-//! Everything is written under a hidden temporary name beside the target and
+//! Everything is written under a unique hidden temporary name beside the
+//! target (made by the `tempfile` crate, so two writers of the same target —
+//! two processes, or two threads of one — never share a temporary) and
 //! renamed into place only when complete. If the writer is dropped before
 //! [`AtomicDir::commit`] / [`AtomicFile::commit`] (an error, a panic, an
 //! interrupt handled by the caller) the temporary is removed; a hard kill
-//! leaves at most a `.<name>.tmp-<pid>` entry, never a half-written target.
+//! leaves at most a `.<name>.tmp-XXXXXX` entry, never a half-written target.
+//!
+//! [`OutputLock`] adds an advisory lock on a target, so that a second
+//! command writing the same `--out` stops at once instead of racing the
+//! first.
 
 use crate::error::CheckpointError;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-fn temp_sibling(target: &Path) -> Result<PathBuf, CheckpointError> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| CheckpointError::Io {
-            path: target.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
-        })?
-        .to_string_lossy();
-    let parent = match target.parent() {
+/// The directory a target lives in (`.` for a bare name).
+fn parent_of(target: &Path) -> PathBuf {
+    match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    Ok(parent.join(format!(".{name}.tmp-{}", std::process::id())))
+    }
+}
+
+/// `.<name>.<what>-` for a target, the prefix of its temporaries.
+fn hidden_prefix(target: &Path, what: &str) -> Result<String, CheckpointError> {
+    let name = target.file_name().ok_or_else(|| CheckpointError::Io {
+        path: target.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
+    })?;
+    Ok(format!(".{}.{what}-", name.to_string_lossy()))
+}
+
+/// A builder for temporaries beside `target`, with the permissions an
+/// ordinary `create` would give (the umask applies), not tempfile's 0600.
+fn builder(prefix: &str, dir: bool) -> tempfile::Builder<'_, '_> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(if dir { 0o777 } else { 0o666 }));
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    b
 }
 
 /// A directory built under a temporary name and renamed into place on commit.
 #[derive(Debug)]
 pub struct AtomicDir {
     target: PathBuf,
-    temp: PathBuf,
+    temp: Option<tempfile::TempDir>,
     overwrite: bool,
-    committed: bool,
 }
 
 impl AtomicDir {
@@ -42,22 +64,23 @@ impl AtomicDir {
         if target.exists() && !overwrite {
             return Err(CheckpointError::OutputExists { path: target });
         }
-        let temp = temp_sibling(&target)?;
-        if temp.exists() {
-            fs::remove_dir_all(&temp).map_err(CheckpointError::io(&temp))?;
-        }
-        fs::create_dir_all(&temp).map_err(CheckpointError::io(&temp))?;
+        let parent = parent_of(&target);
+        let temp = builder(&hidden_prefix(&target, "tmp")?, true)
+            .tempdir_in(&parent)
+            .map_err(CheckpointError::io(&parent))?;
         Ok(AtomicDir {
             target,
-            temp,
+            temp: Some(temp),
             overwrite,
-            committed: false,
         })
     }
 
     /// Where files go until commit.
     pub fn path(&self) -> &Path {
-        &self.temp
+        self.temp
+            .as_ref()
+            .expect("temp present until commit")
+            .path()
     }
 
     /// The final path, where the directory appears on commit.
@@ -68,37 +91,33 @@ impl AtomicDir {
     /// Rename the finished directory into place (replacing an existing one only
     /// if `overwrite` was given: the old one is moved aside first, then removed).
     pub fn commit(mut self) -> Result<PathBuf, CheckpointError> {
+        let temp = self.temp.take().expect("temp present until commit");
         if self.target.exists() {
             if !self.overwrite {
                 return Err(CheckpointError::OutputExists {
                     path: self.target.clone(),
                 });
             }
-            let old = temp_sibling(&self.target)?.with_extension("old");
+            // The old output goes into a fresh temporary directory of its
+            // own, which removes it (or, on failure, nothing) when dropped.
+            let parent = parent_of(&self.target);
+            let aside = builder(&hidden_prefix(&self.target, "old")?, true)
+                .tempdir_in(&parent)
+                .map_err(CheckpointError::io(&parent))?;
+            let old = aside.path().join("previous");
             fs::rename(&self.target, &old).map_err(CheckpointError::io(&self.target))?;
-            if let Err(e) = fs::rename(&self.temp, &self.target) {
+            if let Err(e) = fs::rename(temp.path(), &self.target) {
                 // Put the previous output back: a failed commit changes nothing.
                 let _ = fs::rename(&old, &self.target);
                 return Err(CheckpointError::io(&self.target)(e));
             }
-            if old.is_dir() {
-                fs::remove_dir_all(&old).map_err(CheckpointError::io(&old))?;
-            } else {
-                fs::remove_file(&old).map_err(CheckpointError::io(&old))?;
-            }
+            aside.close().map_err(CheckpointError::io(&old))?;
         } else {
-            fs::rename(&self.temp, &self.target).map_err(CheckpointError::io(&self.target))?;
+            fs::rename(temp.path(), &self.target).map_err(CheckpointError::io(&self.target))?;
         }
-        self.committed = true;
+        // Renamed away: nothing is left at the temporary path to clean up.
+        let _ = temp.keep();
         Ok(self.target.clone())
-    }
-}
-
-impl Drop for AtomicDir {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_dir_all(&self.temp);
-        }
     }
 }
 
@@ -106,19 +125,19 @@ impl Drop for AtomicDir {
 #[derive(Debug)]
 pub struct AtomicFile {
     target: PathBuf,
-    temp: PathBuf,
-    writer: Option<BufWriter<File>>,
+    writer: Option<BufWriter<tempfile::NamedTempFile>>,
 }
 
 impl AtomicFile {
     /// Start writing `target` (an existing file is replaced on commit).
     pub fn create(target: impl AsRef<Path>) -> Result<AtomicFile, CheckpointError> {
         let target = target.as_ref().to_path_buf();
-        let temp = temp_sibling(&target)?;
-        let file = File::create(&temp).map_err(CheckpointError::io(&temp))?;
+        let parent = parent_of(&target);
+        let file = builder(&hidden_prefix(&target, "tmp")?, false)
+            .tempfile_in(&parent)
+            .map_err(CheckpointError::io(&parent))?;
         Ok(AtomicFile {
             target,
-            temp,
             writer: Some(BufWriter::with_capacity(1 << 20, file)),
         })
     }
@@ -132,23 +151,17 @@ impl AtomicFile {
     /// removed and the target is left as it was.
     pub fn commit(mut self) -> Result<PathBuf, CheckpointError> {
         let writer = self.writer.take().expect("writer present until commit");
-        let result = writer
-            .into_inner()
-            .map_err(|e| CheckpointError::Io {
-                path: self.temp.clone(),
-                source: e.into_error(),
-            })
-            .and_then(|file| file.sync_all().map_err(CheckpointError::io(&self.temp)))
-            .and_then(|()| {
-                fs::rename(&self.temp, &self.target).map_err(CheckpointError::io(&self.target))
-            });
-        match result {
-            Ok(()) => Ok(self.target.clone()),
-            Err(e) => {
-                let _ = fs::remove_file(&self.temp);
-                Err(e)
-            }
-        }
+        let file = writer.into_inner().map_err(|e| CheckpointError::Io {
+            path: self.target.clone(),
+            source: e.into_error(),
+        })?;
+        file.as_file()
+            .sync_all()
+            .map_err(CheckpointError::io(file.path()))?;
+        // On error the NamedTempFile inside is dropped, which removes it.
+        file.persist(&self.target)
+            .map_err(|e| CheckpointError::io(&self.target)(e.error))?;
+        Ok(self.target.clone())
     }
 }
 
@@ -167,15 +180,6 @@ impl Write for AtomicFile {
     }
 }
 
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            self.writer = None;
-            let _ = fs::remove_file(&self.temp);
-        }
-    }
-}
-
 /// Write `bytes` to `target` atomically.
 pub fn write_file_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), CheckpointError> {
     let mut f = AtomicFile::create(target)?;
@@ -183,4 +187,94 @@ pub fn write_file_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> Result<(), C
         .map_err(CheckpointError::io(f.target().to_path_buf()))?;
     f.commit()?;
     Ok(())
+}
+
+/// An advisory lock on an output path, held until dropped: a lock file
+/// `.<name>.lock` beside the target, locked exclusively with the operating
+/// system's file lock (`flock(2)` on Unix). A second writer of the same target gets
+/// [`CheckpointError::OutputLocked`] at once. The lock file is removed on drop.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: PathBuf,
+    /// Holds the lock while open.
+    _file: File,
+}
+
+impl OutputLock {
+    /// Lock `target` for writing (it need not exist yet; its parent must).
+    pub fn acquire(target: impl AsRef<Path>) -> Result<OutputLock, CheckpointError> {
+        let target = target.as_ref();
+        let name = hidden_prefix(target, "lock")?;
+        let path = parent_of(target).join(name.trim_end_matches('-'));
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(CheckpointError::io(&path))?;
+            match try_lock(&file) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(CheckpointError::OutputLocked {
+                        path: target.to_path_buf(),
+                        lock: path,
+                    })
+                }
+                Err(e) => return Err(CheckpointError::io(&path)(e)),
+            }
+            // The holder before us may have removed the lock file between our
+            // open and our lock: then we hold a lock on an unlinked file, and
+            // must start again on the file now at the path.
+            if same_file(&file, &path) {
+                return Ok(OutputLock { path, _file: file });
+            }
+        }
+    }
+}
+
+/// An exclusive, non-blocking `flock(2)`: `Ok(false)` when another open file
+/// holds it. Released when the file is closed.
+#[cfg(unix)]
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a valid, open descriptor owned by `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// No advisory lock off Unix: the unique temporaries still keep writers apart.
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Remove while still holding the lock, so a waiter that opened the
+        // old file notices (see `acquire`) and a new one creates a fresh file.
+        // Closing `file` (dropped with `self`) releases the lock.
+        let _ = fs::remove_file(&self.path);
+    }
 }

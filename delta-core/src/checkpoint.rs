@@ -380,6 +380,70 @@ fn read_index(path: &Path) -> Result<(Vec<String>, BTreeMap<String, String>), Ch
 
 type TensorSpan = (TensorInfo, usize, usize);
 
+/// A plain explanation of why `bytes` is not a valid safetensors file, for
+/// the cases the safetensors crate reports obscurely ("incomplete metadata,
+/// file not fully covered", an invalid tensor info naming no tensor): a
+/// truncated file or a size mismatch, and a tensor whose byte range does not
+/// match its shape and dtype, by name. `None` when none of these applies.
+fn diagnose_safetensors(bytes: &[u8]) -> Option<String> {
+    let len = bytes.len() as u64;
+    let Some(head) = bytes.get(..8) else {
+        return Some(format!(
+            "truncated: the file has {len} bytes, fewer than the 8-byte header length"
+        ));
+    };
+    let n = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+    let header_end = n.checked_add(8)?;
+    if header_end > len {
+        return Some(format!(
+            "truncated or not safetensors: the header declares {n} bytes of JSON, the file has \
+             {len} bytes in all"
+        ));
+    }
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..header_end as usize]).ok()?;
+    let mut data_end = 0u64;
+    for (name, info) in header.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = info.get("data_offsets")?.as_array()?;
+        let (start, end) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        let elements = info
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .try_fold(1u64, |n, d| n.checked_mul(d.as_u64()?))?;
+        let width = match info.get("dtype")?.as_str()? {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            _ => 1,
+        };
+        let expected = elements.checked_mul(width)?;
+        if end < start || end - start != expected {
+            return Some(format!(
+                "tensor `{name}`: byte range [{start}, {end}) holds {} bytes, its shape and dtype \
+                 need {expected}",
+                end.saturating_sub(start)
+            ));
+        }
+        data_end = data_end.max(end);
+    }
+    let expected_len = header_end.checked_add(data_end)?;
+    if expected_len > len {
+        return Some(format!(
+            "truncated: the header declares {data_end} bytes of tensor data ({expected_len} bytes \
+             in all), the file has {len}"
+        ));
+    }
+    if expected_len < len {
+        return Some(format!(
+            "size mismatch: the header accounts for {expected_len} bytes, the file has {len}"
+        ));
+    }
+    None
+}
+
 /// Map one safetensors file and list its tensors with absolute byte ranges.
 fn map_safetensors(path: &Path) -> Result<(Mmap, Vec<TensorSpan>), CheckpointError> {
     let file = File::open(path).map_err(CheckpointError::io(path))?;
@@ -390,7 +454,7 @@ fn map_safetensors(path: &Path) -> Result<(Mmap, Vec<TensorSpan>), CheckpointErr
     let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
         CheckpointError::Safetensors {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: diagnose_safetensors(&mmap).unwrap_or_else(|| e.to_string()),
         }
     })?;
     let data_start = 8 + header_len;

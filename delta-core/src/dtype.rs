@@ -98,6 +98,44 @@ pub fn decode_into(bytes: &[u8], dtype: DType, out: &mut Vec<f32>) {
     }
 }
 
+/// The first NaN or ±Inf among little-endian `bytes` of element type `dtype`:
+/// `(element index, value)`. Tests the exponent bits, so it costs one pass
+/// over the bytes with no conversion.
+pub fn first_non_finite(bytes: &[u8], dtype: DType) -> Option<(usize, f32)> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .position(|b| b & 0x7f80_0000 == 0x7f80_0000)
+            .map(|i| {
+                (
+                    i,
+                    f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes")),
+                )
+            }),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .position(|b| b & 0x7c00 == 0x7c00)
+            .map(|i| {
+                (
+                    i,
+                    f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
+                )
+            }),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .position(|b| b & 0x7f80 == 0x7f80)
+            .map(|i| {
+                (
+                    i,
+                    bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
+                )
+            }),
+    }
+}
+
 /// Decode little-endian `bytes` of element type `dtype` into a new `Vec<f32>`.
 pub fn decode(bytes: &[u8], dtype: DType) -> Vec<f32> {
     let mut out = Vec::new();

@@ -51,6 +51,18 @@ pub enum CheckpointError {
     TensorNotFound { dir: PathBuf, tensor: String },
     #[error("tensor `{tensor}`: {reason}")]
     InvalidTensor { tensor: String, reason: String },
+    /// A tensor about to be written holds NaN or ±Inf: a model with it would
+    /// load and then produce non-finite logits.
+    #[error("tensor `{tensor}`: non-finite value {value} at element {index}; refusing to write it into {path}")]
+    NonFinite {
+        path: PathBuf,
+        tensor: String,
+        index: usize,
+        value: f32,
+    },
+    /// Another process holds the advisory lock on this output.
+    #[error("{path} is being written by another process (it holds the lock {lock}); wait for it or choose another output")]
+    OutputLocked { path: PathBuf, lock: PathBuf },
     #[error("{path} already exists (pass overwrite to replace it)")]
     OutputExists { path: PathBuf },
     #[error("interrupted; nothing was written to {path}")]

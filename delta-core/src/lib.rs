@@ -49,7 +49,7 @@ pub mod pair;
 pub mod selection;
 pub mod writer;
 
-pub use atomic::{write_file_atomic, AtomicDir, AtomicFile};
+pub use atomic::{write_file_atomic, AtomicDir, AtomicFile, OutputLock};
 pub use checkpoint::{Checkpoint, TensorInfo, TensorView, INDEX_FILE, SINGLE_FILE};
 pub use dtype::DType;
 pub use error::{CheckpointError, DeltaError, Difference, MismatchError};

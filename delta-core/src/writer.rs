@@ -94,6 +94,7 @@ pub struct CheckpointWriter {
     open: Option<OpenShard>,
     names: BTreeMap<String, ()>,
     total_bytes: u64,
+    allow_non_finite: bool,
 }
 
 impl CheckpointWriter {
@@ -111,7 +112,17 @@ impl CheckpointWriter {
             open: None,
             names: BTreeMap::new(),
             total_bytes: 0,
+            allow_non_finite: false,
         })
+    }
+
+    /// Accept NaN / ±Inf values. By default [`Self::write_tensor`] refuses
+    /// them (naming the tensor and element), so no command writes a model
+    /// that would produce non-finite logits; tests that build poisoned
+    /// fixtures on purpose opt out here.
+    pub fn allow_non_finite(mut self) -> Self {
+        self.allow_non_finite = true;
+        self
     }
 
     /// Copy the config, tokenizer and chat-template files found in `src_dir`.
@@ -143,7 +154,13 @@ impl CheckpointWriter {
         shape: &[usize],
         bytes: &[u8],
     ) -> Result<(), CheckpointError> {
-        let expected = shape.iter().product::<usize>() * dtype.size();
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+            .ok_or_else(|| CheckpointError::InvalidTensor {
+                tensor: name.to_string(),
+                reason: format!("shape {shape:?} of {dtype} overflows the address space"),
+            })?;
         if bytes.len() != expected {
             return Err(CheckpointError::InvalidTensor {
                 tensor: name.to_string(),
@@ -152,6 +169,16 @@ impl CheckpointWriter {
                     bytes.len()
                 ),
             });
+        }
+        if !self.allow_non_finite {
+            if let Some((index, value)) = crate::dtype::first_non_finite(bytes, dtype) {
+                return Err(CheckpointError::NonFinite {
+                    path: self.dir.target().to_path_buf(),
+                    tensor: name.to_string(),
+                    index,
+                    value,
+                });
+            }
         }
         if self.names.insert(name.to_string(), ()).is_some() {
             return Err(CheckpointError::InvalidTensor {

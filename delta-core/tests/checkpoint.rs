@@ -375,7 +375,9 @@ fn non_finite_values_are_refused_with_the_tensor_name() {
     let tmp = tempfile::tempdir().unwrap();
     let mk = |name: &str, v: f32| {
         let dir = tmp.path().join(name);
-        let mut w = CheckpointWriter::create(&dir, WriteOptions::default()).unwrap();
+        let mut w = CheckpointWriter::create(&dir, WriteOptions::default())
+            .unwrap()
+            .allow_non_finite();
         w.write_aux_file("config.json", b"{\"model_type\":\"llama\"}")
             .unwrap();
         w.write_f32("w", DType::F32, &[2, 2], &[0.0, 1.0, v, 3.0])
@@ -405,6 +407,94 @@ fn non_finite_values_are_refused_with_the_tensor_name() {
             ..
         })
     ));
+}
+
+/// Issue 14: NaN/Inf in a tensor (a carried embedding or norm of a fine-tune
+/// or delta, a diverged training run) is refused by the writer with the
+/// tensor's name and element, in every stored dtype, and nothing is left.
+#[test]
+fn the_writer_refuses_non_finite_values_naming_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let dir = tmp.path().join(format!("m-{dtype}"));
+            let mut w = CheckpointWriter::create(&dir, WriteOptions::default()).unwrap();
+            w.write_f32("fine", dtype, &[2], &[1.0, -2.0]).unwrap();
+            let err = w
+                .write_f32("model.norm.weight", dtype, &[2, 2], &[0.0, 1.0, 2.0, bad])
+                .unwrap_err();
+            match &err {
+                CheckpointError::NonFinite { tensor, index, .. } => {
+                    assert_eq!((tensor.as_str(), *index), ("model.norm.weight", 3));
+                }
+                other => panic!("{dtype} {bad}: {other:?}"),
+            }
+            drop(w);
+            assert!(!dir.exists(), "nothing written");
+        }
+    }
+    // f32 → f16 overflow is caught too: 1e6 is +Inf in f16.
+    let dir = tmp.path().join("overflow");
+    let mut w = CheckpointWriter::create(&dir, WriteOptions::default()).unwrap();
+    let err = w
+        .write_f32("model.embed_tokens.weight", DType::F16, &[1], &[1e6])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("model.embed_tokens.weight"),
+        "{err}"
+    );
+    drop(w);
+    assert_eq!(tmp.path().read_dir().unwrap().count(), 0, "no temp left");
+}
+
+/// Issue 14: a truncated safetensors file was reported as "incomplete
+/// metadata, file not fully covered", and a byte range that disagrees with
+/// the shape named no tensor.
+#[test]
+fn truncated_and_inconsistent_safetensors_are_explained_with_path_and_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let dst = tmp.path().join(name);
+        std::fs::create_dir(&dst).unwrap();
+        for e in std::fs::read_dir(fixture("pair/base")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+        dst.join("model.safetensors")
+    };
+    let truncated = copy("truncated");
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = Checkpoint::open(truncated.parent().unwrap()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("truncated") && msg.contains(&truncated.display().to_string()),
+        "{msg}"
+    );
+    assert!(!msg.contains("not fully covered"), "{msg}");
+
+    let lying = copy("lying");
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
+    let lied = header.replacen("\"data_offsets\":[0,", "\"data_offsets\":[8,", 1);
+    assert_ne!(lied, header, "fixture header layout changed");
+    let first = header[..header.find("\"data_offsets\":[0,").unwrap()]
+        .rsplit("\":{")
+        .nth(1)
+        .and_then(|s| s.rsplit('"').next())
+        .unwrap()
+        .to_string();
+    let mut b = bytes[..8].to_vec();
+    b.extend(lied.as_bytes());
+    b.extend(&bytes[8 + n..]);
+    std::fs::write(&lying, b).unwrap();
+    let msg = Checkpoint::open(lying.parent().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(&format!("tensor `{first}`")) && msg.contains("byte range"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -533,4 +623,76 @@ fn numerics_config_differences_are_refused() {
     obj.insert("rope_scaling".into(), serde_json::Value::Null);
     std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
     DeltaPair::open(fixture("pair/base"), &ft).expect("rope_theta spelled the old way");
+
+/// Issue 14: two writers of the same target (two `compress --overwrite` runs
+/// to one `--out`) shared one temporary name and could interleave. Now each
+/// writer has its own temporary, the last commit wins whole, and the
+/// advisory lock stops a second writer at once.
+#[test]
+fn concurrent_writers_never_share_a_temporary_and_the_lock_excludes_them() {
+    use delta_core::{AtomicFile, OutputLock};
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("delta.safetensors");
+    let mut a = AtomicFile::create(&target).unwrap();
+    let mut b = AtomicFile::create(&target).unwrap();
+    let temps: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(temps.len(), 2, "two distinct temporaries: {temps:?}");
+    a.write_all(&[b'a'; 4096]).unwrap();
+    b.write_all(&[b'b'; 8192]).unwrap();
+    a.commit().unwrap();
+    b.commit().unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), vec![b'b'; 8192]);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+
+    // Same with threads racing on one target: every result is one whole write.
+    std::thread::scope(|s| {
+        for t in 0..8u8 {
+            let target = &target;
+            s.spawn(move || {
+                let mut f = AtomicFile::create(target).unwrap();
+                f.write_all(&vec![t; 10_000 + usize::from(t)]).unwrap();
+                f.commit().unwrap();
+            });
+        }
+    });
+    let got = std::fs::read(&target).unwrap();
+    let t = got[0];
+    assert_eq!(got, vec![t; 10_000 + usize::from(t)], "a mixed file");
+
+    let lock = OutputLock::acquire(&target).unwrap();
+    match OutputLock::acquire(&target) {
+        Err(CheckpointError::OutputLocked { path, .. }) => assert_eq!(path, target),
+        other => panic!("second lock: {other:?}"),
+    }
+    drop(lock);
+    let again = OutputLock::acquire(&target).unwrap();
+    drop(again);
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["delta.safetensors".to_string()],
+        "lock file removed"
+    );
+}
+
+/// Temporaries get ordinary permissions (the umask's), not tempfile's 0600.
+#[cfg(unix)]
+#[test]
+fn atomic_outputs_have_ordinary_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("f.json");
+    delta_core::write_file_atomic(&target, b"{}").unwrap();
+    let file_mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    let probe = tmp.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let expected = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+    assert_eq!(file_mode, expected);
 }

@@ -8,6 +8,30 @@ use serde_json::Value;
 
 use crate::error::ConfigError;
 
+/// Upper bounds [`LlamaConfig::validate`] enforces on the shape fields: far
+/// above any released Llama (the largest have about 126 layers, widths up to
+/// 25 600, vocabularies near 260 000 and contexts of 10 M tokens), low enough
+/// that a corrupt or hostile `config.json` / GGUF cannot make the loader ask
+/// for terabytes before a single tensor is checked.
+pub mod limits {
+    /// `num_hidden_layers`.
+    pub const LAYERS: usize = 1024;
+    /// `hidden_size`.
+    pub const HIDDEN_SIZE: usize = 1 << 17;
+    /// `intermediate_size`.
+    pub const INTERMEDIATE_SIZE: usize = 1 << 19;
+    /// `num_attention_heads` and `num_key_value_heads`.
+    pub const HEADS: usize = 1024;
+    /// `head_dim`.
+    pub const HEAD_DIM: usize = 1024;
+    /// `num_attention_heads × head_dim` (the width of the query projection).
+    pub const ATTENTION_WIDTH: usize = 1 << 18;
+    /// `vocab_size`.
+    pub const VOCAB_SIZE: usize = 1 << 22;
+    /// `max_position_embeddings` (and RoPE scaling's original context length).
+    pub const POSITIONS: usize = 1 << 24;
+}
+
 /// RoPE frequency scaling, as `rope_scaling` / `rope_parameters` describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {
@@ -202,14 +226,18 @@ impl LlamaConfig {
                 .iter()
                 .map(|i| {
                     i.as_u64()
-                        .map(|x| x as u32)
-                        .ok_or_else(|| f.invalid("eos_token_id", "list of non-integers".into()))
+                        .and_then(|x| u32::try_from(x).ok())
+                        .ok_or_else(|| {
+                            f.invalid("eos_token_id", format!("{i} is not a token id (u32)"))
+                        })
                 })
                 .collect::<Result<_, _>>()?,
             Some(x) => vec![x
                 .as_u64()
-                .ok_or_else(|| f.invalid("eos_token_id", "not an integer".into()))?
-                as u32],
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or_else(|| {
+                    f.invalid("eos_token_id", format!("{x} is not a token id (u32)"))
+                })?],
         };
 
         let cfg = Self {
@@ -230,33 +258,80 @@ impl LlamaConfig {
                     .ok_or_else(|| f.invalid("tie_word_embeddings", "not a boolean".into()))?,
             },
             max_position_embeddings,
-            bos_token_id: f.usize_opt("bos_token_id")?.map(|x| x as u32),
+            bos_token_id: f.token_id_opt("bos_token_id")?,
             eos_token_ids,
-            pad_token_id: f.usize_opt("pad_token_id")?.map(|x| x as u32),
+            pad_token_id: f.token_id_opt("pad_token_id")?,
         };
         cfg.validate(origin)?;
         Ok(cfg)
     }
 
-    /// Checks the internal consistency of the numbers (heads divide, sizes non-zero).
+    /// Checks the numbers before anything is allocated from them: every size
+    /// positive and within [`limits`], heads dividing, ε and θ finite, RoPE
+    /// scaling parameters positive and finite.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let bad = |field: &str, reason: String| ConfigError::InvalidField {
             field: field.into(),
             origin: origin.into(),
             reason,
         };
-        for (name, value) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("head_dim", self.head_dim),
+        for (name, value, limit) in [
+            ("vocab_size", self.vocab_size, limits::VOCAB_SIZE),
+            ("hidden_size", self.hidden_size, limits::HIDDEN_SIZE),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::INTERMEDIATE_SIZE,
+            ),
+            ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                limits::HEADS,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_key_value_heads,
+                limits::HEADS,
+            ),
+            ("head_dim", self.head_dim, limits::HEAD_DIM),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                limits::POSITIONS,
+            ),
         ] {
             if value == 0 {
                 return Err(bad(name, "must be positive".into()));
             }
+            if value > limit {
+                return Err(bad(
+                    name,
+                    format!("{value} exceeds this crate's limit of {limit}"),
+                ));
+            }
+        }
+        // Bounded factors above, so the product cannot overflow.
+        let q_width = self.num_attention_heads * self.head_dim;
+        if q_width > limits::ATTENTION_WIDTH {
+            return Err(bad(
+                "num_attention_heads",
+                format!(
+                    "{} heads × head_dim {} = {q_width} exceeds this crate's limit of {}",
+                    self.num_attention_heads,
+                    self.head_dim,
+                    limits::ATTENTION_WIDTH
+                ),
+            ));
+        }
+        if self.num_key_value_heads > self.num_attention_heads {
+            return Err(bad(
+                "num_key_value_heads",
+                format!(
+                    "{} exceeds num_attention_heads {}",
+                    self.num_key_value_heads, self.num_attention_heads
+                ),
+            ));
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             return Err(bad(
@@ -270,11 +345,68 @@ impl LlamaConfig {
         if self.head_dim % 2 != 0 {
             return Err(bad("head_dim", format!("{} is odd", self.head_dim)));
         }
-        if self.rms_norm_eps.is_nan() || self.rms_norm_eps < 0.0 {
-            return Err(bad("rms_norm_eps", "must be non-negative".into()));
+        if !self.rms_norm_eps.is_finite() || self.rms_norm_eps < 0.0 {
+            return Err(bad(
+                "rms_norm_eps",
+                format!("{} must be finite and non-negative", self.rms_norm_eps),
+            ));
         }
-        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
-            return Err(bad("rope_theta", "must be positive".into()));
+        if !self.rope_theta.is_finite() || self.rope_theta <= 0.0 {
+            return Err(bad(
+                "rope_theta",
+                format!("{} must be finite and positive", self.rope_theta),
+            ));
+        }
+        let positive = |field: &str, x: f64| {
+            if x.is_finite() && x > 0.0 {
+                Ok(())
+            } else {
+                Err(bad(field, format!("{x} must be finite and positive")))
+            }
+        };
+        let original = |field: &str, n: usize| {
+            if n == 0 || n > limits::POSITIONS {
+                Err(bad(
+                    field,
+                    format!("{n} must be in 1..={}", limits::POSITIONS),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match &self.rope_scaling {
+            None => {}
+            Some(RopeScaling::Linear { factor }) => positive("rope_scaling.factor", *factor)?,
+            Some(RopeScaling::DynamicNtk {
+                factor,
+                original_max_position_embeddings,
+            }) => {
+                positive("rope_scaling.factor", *factor)?;
+                original(
+                    "rope_scaling.original_max_position_embeddings",
+                    *original_max_position_embeddings,
+                )?;
+            }
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                positive("rope_scaling.factor", *factor)?;
+                positive("rope_scaling.low_freq_factor", *low_freq_factor)?;
+                positive("rope_scaling.high_freq_factor", *high_freq_factor)?;
+                if high_freq_factor <= low_freq_factor {
+                    return Err(bad(
+                        "rope_scaling.high_freq_factor",
+                        format!("{high_freq_factor} must exceed low_freq_factor {low_freq_factor}"),
+                    ));
+                }
+                original(
+                    "rope_scaling.original_max_position_embeddings",
+                    *original_max_position_embeddings,
+                )?;
+            }
         }
         Ok(())
     }
@@ -450,6 +582,14 @@ impl Fields<'_> {
             }),
         }
     }
+    fn token_id_opt(&self, field: &str) -> Result<Option<u32>, ConfigError> {
+        self.usize_opt(field)?
+            .map(|n| {
+                u32::try_from(n)
+                    .map_err(|_| self.invalid(field, format!("{n} is not a token id (u32)")))
+            })
+            .transpose()
+    }
     fn usize_req(&self, field: &str) -> Result<usize, ConfigError> {
         self.usize_opt(field)?
             .ok_or_else(|| ConfigError::MissingField {
@@ -543,5 +683,69 @@ mod tests {
             LlamaConfig::from_json(&v, "c"),
             Err(ConfigError::Unsupported { .. })
         ));
+    }
+
+    /// Issue 14: `num_hidden_layers` = 2^31 aborted on a huge allocation in
+    /// the loader; now the configuration is refused, naming field and value.
+    #[test]
+    fn absurd_sizes_are_refused_naming_field_and_value() {
+        for (field, value) in [
+            ("num_hidden_layers", json!(1u64 << 31)),
+            ("hidden_size", json!(1u64 << 40)),
+            ("intermediate_size", json!(1u64 << 33)),
+            ("vocab_size", json!(1u64 << 32)),
+            ("max_position_embeddings", json!(1u64 << 40)),
+            ("num_attention_heads", json!(1u64 << 20)),
+            ("head_dim", json!(1u64 << 20)),
+        ] {
+            let mut v = base();
+            v[field] = value.clone();
+            let msg = match LlamaConfig::from_json(&v, "big/config.json") {
+                Err(ConfigError::InvalidField {
+                    field: f,
+                    reason,
+                    origin,
+                }) => {
+                    assert_eq!(origin, "big/config.json");
+                    format!("{f}: {reason}")
+                }
+                other => panic!("{field} = {value}: expected InvalidField, got {other:?}"),
+            };
+            assert!(
+                msg.contains(&value.to_string()),
+                "{field}: message names the value: {msg}"
+            );
+        }
+        // A head count that does not divide the width is named too.
+        let mut v = base();
+        v["num_attention_heads"] = json!(7);
+        let e = LlamaConfig::from_json(&v, "c").unwrap_err().to_string();
+        assert!(e.contains("num_attention_heads") && e.contains('7'), "{e}");
+        // Token ids beyond u32 are not silently truncated.
+        let mut v = base();
+        v["bos_token_id"] = json!(1u64 << 32);
+        assert!(matches!(
+            LlamaConfig::from_json(&v, "c"),
+            Err(ConfigError::InvalidField { field, .. }) if field == "bos_token_id"
+        ));
+        // Non-finite ε and scaling factors.
+        let mut c = LlamaConfig::tiny();
+        c.rms_norm_eps = f64::INFINITY;
+        assert!(c
+            .validate("c")
+            .unwrap_err()
+            .to_string()
+            .contains("rms_norm_eps"));
+        let mut c = LlamaConfig::tiny();
+        c.rope_scaling = Some(RopeScaling::DynamicNtk {
+            factor: f64::INFINITY,
+            original_max_position_embeddings: 256,
+        });
+        assert!(c.validate("c").unwrap_err().to_string().contains("factor"));
+        // The limits themselves are accepted.
+        let mut c = LlamaConfig::tiny();
+        c.num_hidden_layers = limits::LAYERS;
+        c.max_position_embeddings = limits::POSITIONS;
+        c.validate("c").unwrap();
     }
 }

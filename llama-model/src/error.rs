@@ -92,6 +92,16 @@ pub enum LoadError {
         /// Element count read.
         found: usize,
     },
+    /// A tensor holds NaN or ±Inf.
+    #[error("tensor `{name}` holds a non-finite value ({value}) at element {index}")]
+    NonFinite {
+        /// HF tensor name.
+        name: String,
+        /// Flat index of the first non-finite element.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
     /// A delta names a tensor the model does not have, or has the wrong shape.
     #[error("delta for `{name}`: {reason}")]
     Delta {
@@ -148,6 +158,35 @@ pub enum ChatTemplateError {
     Render(String),
 }
 
+/// Token ids that cannot be fed to the model as one sequence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// No tokens at all (an empty `--text` without BOS, an empty token list).
+    #[error("the input has no tokens (give a non-empty prompt)")]
+    Empty,
+    /// A token id is outside the vocabulary.
+    #[error("token {token} at position {position} is outside the vocabulary (size {vocab_size})")]
+    TokenOutOfRange {
+        /// Where in the sequence.
+        position: usize,
+        /// Offending id.
+        token: u32,
+        /// Model vocabulary size.
+        vocab_size: usize,
+    },
+    /// The sequence is longer than the model's context.
+    #[error(
+        "the input has {len} tokens, more than the model's context \
+         (max_position_embeddings {max_position_embeddings})"
+    )]
+    TooLong {
+        /// Tokens in the sequence.
+        len: usize,
+        /// The model's context length.
+        max_position_embeddings: usize,
+    },
+}
+
 /// Generation was asked for something impossible.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -166,6 +205,39 @@ pub enum GenerateError {
         token: u32,
         /// Model vocabulary size.
         vocab_size: usize,
+    },
+    /// Prompt plus new tokens do not fit in the model's context.
+    #[error(
+        "prompt {row} has {prompt_len} tokens; with max_new_tokens {max_new_tokens} that is \
+         {total}, more than the model's context (max_position_embeddings \
+         {max_position_embeddings}): shorten the prompt or lower max_new_tokens"
+    )]
+    TooLong {
+        /// Index of the prompt.
+        row: usize,
+        /// Its length in tokens.
+        prompt_len: usize,
+        /// Tokens asked for.
+        max_new_tokens: usize,
+        /// `prompt_len + max_new_tokens` (saturating).
+        total: usize,
+        /// The model's context length.
+        max_position_embeddings: usize,
+    },
+    /// The model produced a NaN or ±Inf logit: its weights are broken.
+    #[error(
+        "the model's logits are not finite (logit of token {token} is {value} for prompt {row} \
+         at step {step}); refusing to generate from it"
+    )]
+    NonFiniteLogits {
+        /// Index of the prompt.
+        row: usize,
+        /// Index of the new token being chosen.
+        step: usize,
+        /// Vocabulary entry whose logit is not finite (the first one).
+        token: usize,
+        /// The logit.
+        value: f32,
     },
     /// Sampling parameters are out of range.
     #[error("invalid sampling parameter: {0}")]

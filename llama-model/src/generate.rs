@@ -159,6 +159,7 @@ impl<B: Backend> Llama<B> {
     ) -> Result<Vec<Generation>, GenerateError> {
         config.validate()?;
         let vocab = self.config().vocab_size;
+        let context = self.config().max_position_embeddings;
         for (row, p) in prompts.iter().enumerate() {
             if p.is_empty() {
                 return Err(GenerateError::EmptyPrompt { row });
@@ -168,6 +169,18 @@ impl<B: Backend> Llama<B> {
                     row,
                     token,
                     vocab_size: vocab,
+                });
+            }
+            // Every position the cache will hold must be one the model knows;
+            // this also bounds the generation loop and the cache's size.
+            let total = p.len().saturating_add(config.max_new_tokens);
+            if total > context {
+                return Err(GenerateError::TooLong {
+                    row,
+                    prompt_len: p.len(),
+                    max_new_tokens: config.max_new_tokens,
+                    total,
+                    max_position_embeddings: context,
                 });
             }
         }
@@ -235,6 +248,16 @@ impl<B: Backend> Llama<B> {
             let mut next = Vec::with_capacity(n);
             for (j, &row) in active.iter().enumerate() {
                 let row_logits = &host[j * vocab..(j + 1) * vocab];
+                // A NaN/Inf model would otherwise "generate" token 0 forever
+                // and be scored as if it had answered.
+                if let Some(token) = row_logits.iter().position(|x| !x.is_finite()) {
+                    return Err(GenerateError::NonFiniteLogits {
+                        row,
+                        step,
+                        token,
+                        value: row_logits[token],
+                    });
+                }
                 let token = choose(row_logits, &config.sampling, &mut rngs[row]);
                 let is_stop = stops.contains(&token);
                 on_token(TokenEvent {

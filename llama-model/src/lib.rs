@@ -75,7 +75,9 @@ pub mod train;
 pub use cache::{KvCache, LayerCache, LayerSlot};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{LlamaConfig, RopeScaling};
-pub use error::{ChatTemplateError, ConfigError, GenerateError, LoadError, TokenizerError};
+pub use error::{
+    ChatTemplateError, ConfigError, GenerateError, InputError, LoadError, TokenizerError,
+};
 pub use generate::{GenerateConfig, Generation, Sampling, StopReason, TokenEvent};
 pub use heal::{
     BaseAndDelta, Calibration, HealConfig, HealError, HealMode, HealObserver, HealReport, HealStep,

@@ -237,7 +237,9 @@ impl<B: Backend> Llama<B> {
     }
 }
 
-/// Reads a tensor, checking presence, shape and length.
+/// Reads a tensor, checking presence, shape, length and that every value is
+/// finite (a NaN/Inf weight — a carried tensor of a bad fine-tune or delta, an
+/// overflowing merge — would make every logit non-finite).
 fn read<S: TensorSource + ?Sized>(
     src: &S,
     name: &str,
@@ -263,6 +265,13 @@ fn read<S: TensorSource + ?Sized>(
             found: data.len(),
         });
     }
+    if let Some(index) = data.iter().position(|x| !x.is_finite()) {
+        return Err(LoadError::NonFinite {
+            name: name.into(),
+            index,
+            value: data[index],
+        });
+    }
     Ok(data)
 }
 
@@ -277,6 +286,45 @@ pub fn projection_names(num_layers: usize) -> Vec<String> {
         for p in ["gate_proj", "up_proj", "down_proj"] {
             out.push(format!("model.layers.{i}.mlp.{p}.weight"));
         }
+    }
+    out
+}
+
+/// Every weight a model of `config` is built from, with its HF shape
+/// (`[out, in]` for a linear weight), in loading order: the embedding, each
+/// block's projections and norms, the final norm, and `lm_head` unless tied.
+/// Validate `config` first ([`LlamaConfig::validate`]): its sizes bound the
+/// list's length.
+pub fn expected_shapes(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let c = config;
+    let h = c.hidden_size;
+    let q_out = c.num_attention_heads * c.head_dim;
+    let kv_out = c.num_key_value_heads * c.head_dim;
+    let ffn = c.intermediate_size;
+    let mut out = Vec::with_capacity(3 + 9 * c.num_hidden_layers);
+    out.push((
+        "model.embed_tokens.weight".to_string(),
+        vec![c.vocab_size, h],
+    ));
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        for (name, shape) in [
+            ("self_attn.q_proj", vec![q_out, h]),
+            ("self_attn.k_proj", vec![kv_out, h]),
+            ("self_attn.v_proj", vec![kv_out, h]),
+            ("self_attn.o_proj", vec![h, q_out]),
+            ("mlp.gate_proj", vec![ffn, h]),
+            ("mlp.up_proj", vec![ffn, h]),
+            ("mlp.down_proj", vec![h, ffn]),
+            ("input_layernorm", vec![h]),
+            ("post_attention_layernorm", vec![h]),
+        ] {
+            out.push((format!("{p}.{name}.weight"), shape));
+        }
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !c.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![c.vocab_size, h]));
     }
     out
 }

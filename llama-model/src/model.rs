@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cache::{KvCache, LayerSlot};
 use crate::config::LlamaConfig;
+use crate::error::InputError;
 use crate::fastpath::{self, project};
 use crate::rope::RotaryEmbedding;
 
@@ -723,7 +724,46 @@ impl<B: Backend> Llama<B> {
         }
     }
 
+    /// Checks that `tokens` can be fed as one sequence: non-empty, every id in
+    /// the vocabulary, no longer than `max_position_embeddings`. The tensor
+    /// entry points ([`Self::forward`], [`Self::forward_with`]) assume this.
+    pub fn check_tokens(&self, tokens: &[u32]) -> Result<(), InputError> {
+        let c = &self.config;
+        if tokens.is_empty() {
+            return Err(InputError::Empty);
+        }
+        if let Some((position, &token)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= c.vocab_size)
+        {
+            return Err(InputError::TokenOutOfRange {
+                position,
+                token,
+                vocab_size: c.vocab_size,
+            });
+        }
+        if tokens.len() > c.max_position_embeddings {
+            return Err(InputError::TooLong {
+                len: tokens.len(),
+                max_position_embeddings: c.max_position_embeddings,
+            });
+        }
+        Ok(())
+    }
+
+    /// Logits `[1, s, vocab]` of one sequence of token ids, checked first
+    /// ([`Self::check_tokens`]): the entry point for input from a user.
+    pub fn logits(&self, tokens: &[u32]) -> Result<Tensor<B, 3>, InputError> {
+        self.check_tokens(tokens)?;
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let input =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &self.device());
+        Ok(self.forward(input))
+    }
+
     /// Logits `[b, s, vocab]` of unpadded `tokens` `[b, s]`, no cache.
+    /// `s` must be at least 1 (see [`Self::check_tokens`] and [`Self::logits`]).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.forward_with(tokens, ForwardOptions::default(), None)
             .logits
@@ -737,6 +777,10 @@ impl<B: Backend> Llama<B> {
     /// - `cache`: keys/values of earlier calls; extended with this call's.
     ///
     /// Hidden states are only kept when `options.capture_hidden` is set.
+    ///
+    /// # Panics
+    /// If `tokens` holds no tokens (`s = 0`): check user input with
+    /// [`Self::check_tokens`] first.
     pub fn forward_with(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -753,6 +797,10 @@ impl<B: Backend> Llama<B> {
         mut cache: Option<&mut KvCache<B>>,
     ) -> ForwardOutput<B> {
         let [b, s] = tokens.dims();
+        assert!(
+            b > 0 && s > 0,
+            "Llama::forward_with: empty input [{b}, {s}] (check it with Llama::check_tokens)"
+        );
         let device = tokens.device();
         let past = cache.as_ref().map_or(0, |c| c.len());
         let t = past + s;

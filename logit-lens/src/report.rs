@@ -61,7 +61,6 @@
 //! }
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
@@ -69,32 +68,14 @@ use serde::Serialize;
 use crate::compare::{Comparison, SCHEMA};
 use crate::error::{LensError, Result};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, flushed and synced, then renamed over `path`.
+/// Writes `bytes` to `path` atomically: a uniquely named temporary file in
+/// the same directory, flushed and synced, then renamed over `path`
+/// (delta-core's writer, the workspace's one implementation).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| LensError::Input(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(LensError::io(path, e));
-    }
-    Ok(())
+    delta_core::write_file_atomic(path, bytes).map_err(|e| match e {
+        delta_core::CheckpointError::Io { source, .. } => LensError::io(path, source),
+        other => LensError::Input(format!("{}: {other}", path.display())),
+    })
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.

@@ -1,7 +1,8 @@
-//! Atomic file writes: write a temporary file next to the target, sync it,
-//! then rename it over the target.
+//! Atomic file writes, through delta-core's writer (the workspace's one
+//! implementation): a uniquely named temporary file next to the target,
+//! synced, then renamed over the target; removed if anything fails.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Write `path` atomically with `f` filling a buffered writer.
@@ -9,17 +10,16 @@ pub fn write_atomic(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        f(&mut w)?;
-        w.flush()?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    let mut file = delta_core::AtomicFile::create(path).map_err(into_io)?;
+    f(&mut file)?;
+    file.commit().map_err(into_io)?;
     Ok(())
+}
+
+/// The underlying I/O error (callers add the target's path themselves).
+fn into_io(e: delta_core::CheckpointError) -> std::io::Error {
+    match e {
+        delta_core::CheckpointError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    }
 }

@@ -3,7 +3,6 @@
 use super::{parse_size, CliResult};
 use deltaguard::delta_core::{Checkpoint, WriteOptions};
 use deltaguard::delta_quant::ops::apply_delta_file;
-use deltaguard::delta_quant::DeltaFile;
 use deltaguard::progress;
 use std::path::PathBuf;
 
@@ -39,9 +38,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
+    super::refuse_existing(&args.out, args.overwrite)?;
+    // Held to the end of the run: a second writer of this --out stops at once.
+    let _lock = deltaguard::delta_core::OutputLock::acquire(&args.out)?;
     let base = Checkpoint::open(&args.base)?;
-    let delta =
-        DeltaFile::open(&args.delta).map_err(|e| format!("{}: {e}", args.delta.display()))?;
+    let delta = deltaguard::model_io::open_delta_file(&args.delta)?;
     let bar = progress::bar(delta.entries().len() as u64, "apply", args.quiet);
     let write = WriteOptions {
         max_shard_bytes: args.max_shard_size,

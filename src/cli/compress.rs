@@ -1,7 +1,8 @@
 //! `deltaguard compress`: fine-tune + base → compressed delta file.
 
 use super::{human_bytes, CliResult};
-use deltaguard::delta_core::{DeltaPair, Selection};
+use deltaguard::delta_core::dtype::first_non_finite;
+use deltaguard::delta_core::{Action, DeltaPair, Selection};
 use deltaguard::delta_quant::ops::{compress_checkpoint, CompressOptions};
 use deltaguard::delta_quant::{parse_method, DeltaFile};
 use deltaguard::progress;
@@ -62,6 +63,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     super::refuse_existing(&args.out, args.overwrite)?;
+    // Held to the end of the run: a second writer of this --out stops at once.
+    let _lock = deltaguard::delta_core::OutputLock::acquire(&args.out)?;
     let compressor = parse_method(&args.method)?;
     let selection = if args.include.is_empty() && args.exclude.is_empty() {
         Selection::bitdelta()
@@ -72,6 +75,7 @@ pub fn run(args: Args) -> CliResult {
         Selection::from_patterns(&args.include, &args.exclude)?
     };
     let pair = DeltaPair::open(&args.base, &args.finetuned)?;
+    check_carried_finite(&pair, &selection)?;
     let total_bytes = pair.finetuned().total_bytes();
     let bar = progress::byte_bar(total_bytes, "compress", args.quiet);
     let interrupt = progress::interrupt_flag();
@@ -94,7 +98,23 @@ pub fn run(args: Args) -> CliResult {
     )?;
     bar.finish_and_clear();
 
-    let file = DeltaFile::open(&summary.path)?;
+    // The post-write check: the file must load back. If it does not, it is
+    // removed, so a re-run is not refused with "already exists" and nothing
+    // downstream picks up a file compress itself rejects.
+    let file = match DeltaFile::open(&summary.path) {
+        Ok(file) => file,
+        Err(e) => {
+            let removed = match std::fs::remove_file(&summary.path) {
+                Ok(()) => "it was removed".to_string(),
+                Err(r) => format!("removing it failed too: {r}"),
+            };
+            return Err(format!(
+                "{}: the delta just written does not load back ({e}); {removed}",
+                summary.path.display()
+            )
+            .into());
+        }
+    };
     let size = file.size_report();
     if args.json {
         let json = serde_json::json!({
@@ -140,5 +160,28 @@ pub fn run(args: Args) -> CliResult {
         size.ratio()
     );
     println!("  mean rel. error     {mean_err:.4} (||delta - reconstruction|| / ||delta||)");
+    Ok(())
+}
+
+/// Refuses a fine-tune whose carried tensors (those stored as they are:
+/// embeddings, norms, `lm_head`) hold NaN or ±Inf, naming the tensor: they
+/// would go into the delta file unchanged and then into every model built
+/// from it. (Compressed tensors are checked by the methods themselves.)
+fn check_carried_finite(pair: &DeltaPair, selection: &Selection) -> CliResult {
+    for entry in pair.plan(selection) {
+        if entry.action != Action::Carry {
+            continue;
+        }
+        let view = pair.finetuned().view(&entry.info.name)?;
+        if let Some((index, value)) = first_non_finite(view.bytes, entry.info.dtype) {
+            return Err(format!(
+                "{}: tensor `{}` (carried into the delta as it is) holds a non-finite value \
+                 ({value}) at element {index}; refusing to compress",
+                pair.finetuned().dir().display(),
+                entry.info.name
+            )
+            .into());
+        }
+    }
     Ok(())
 }

@@ -43,6 +43,9 @@ pub(crate) fn parse_dtype(s: &str) -> Result<DType, String> {
 }
 
 pub fn run(args: Args) -> CliResult {
+    super::refuse_existing(&args.out, args.overwrite)?;
+    // Held to the end of the run: a second writer of this --out stops at once.
+    let _lock = deltaguard::delta_core::OutputLock::acquire(&args.out)?;
     let gguf = load_llama_gguf(&args.gguf)?;
     let names = gguf.tensor_names();
     let mut writer = CheckpointWriter::create(

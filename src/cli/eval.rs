@@ -74,8 +74,7 @@ fn delta_method(
     match delta {
         None => Ok(("none".into(), serde_json::Value::Null)),
         Some(p) => {
-            let f = deltaguard::delta_quant::DeltaFile::open(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+            let f = deltaguard::model_io::open_delta_file(p)?;
             Ok((f.method().to_string(), serde_json::to_value(f.params())?))
         }
     }
@@ -138,6 +137,7 @@ fn utility_losses(
 }
 
 pub fn run(args: Args) -> CliResult {
+    super::create_out_dir(&args.out)?;
     if args.suite != "utility" && (args.mc.is_some() || args.reference.is_some()) {
         return Err("--mc and --reference apply to --suite utility only".into());
     }
@@ -203,7 +203,6 @@ pub fn run(args: Args) -> CliResult {
             },
         )?;
         bar.finish_and_clear();
-        std::fs::create_dir_all(&args.out)?;
         // Per-question records, with the question text, next to the aggregate.
         let samples: Vec<serde_json::Value> = questions
             .iter()

@@ -189,9 +189,9 @@ fn checkpoints_dir(out: &Path) -> PathBuf {
 }
 
 pub fn run(args: Args) -> CliResult {
-    if args.out.exists() && !args.overwrite {
-        return Err(format!("{} exists (use --overwrite)", args.out.display()).into());
-    }
+    super::refuse_existing(&args.out, args.overwrite)?;
+    // Held to the end of the run: a second writer of this --out stops at once.
+    let _lock = deltaguard::delta_core::OutputLock::acquire(&args.out)?;
     let config = args.config();
     let device = backend::device();
     let loaded = load_model::<Train>(&args.model, None, &device)?;

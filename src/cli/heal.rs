@@ -4,7 +4,6 @@ use super::CliResult;
 use burn::backend::Autodiff;
 use deltaguard::backend::{device, Backend};
 use deltaguard::delta_core::Checkpoint;
-use deltaguard::delta_quant::DeltaFile;
 use deltaguard::model_io::{is_gguf, load_model};
 use deltaguard::progress;
 use llama_model::heal::{
@@ -49,9 +48,12 @@ pub struct Args {
     /// Calibration text (plain text, or JSONL with `text` or chat `messages`).
     #[arg(long)]
     calib: PathBuf,
-    /// Output: the healed delta file.
+    /// Output: the healed delta file (must not exist unless --overwrite).
     #[arg(long)]
     out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    overwrite: bool,
     /// Optimizer steps.
     #[arg(long, default_value_t = 200)]
     steps: usize,
@@ -95,6 +97,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
+    super::refuse_existing(&args.out, args.overwrite)?;
+    // Held to the end of the run: a second writer of this --out stops at once.
+    let _lock = deltaguard::delta_core::OutputLock::acquire(&args.out)?;
     if is_gguf(&args.base) {
         return Err(format!(
             "--base {}: the base must be a Hugging Face directory (the delta records its fingerprint); convert it first with `deltaguard convert`",
@@ -108,8 +113,7 @@ pub fn run(args: Args) -> CliResult {
         &args.base.join("config.json").display().to_string(),
     )
     .map_err(LoadError::from)?;
-    let delta =
-        DeltaFile::open(&args.delta).map_err(|e| format!("{}: {e}", args.delta.display()))?;
+    let delta = deltaguard::model_io::open_delta_file(&args.delta)?;
     let src = BaseAndDelta {
         config: config.clone(),
         base: &base,
@@ -173,7 +177,7 @@ pub fn run(args: Args) -> CliResult {
     )?;
     bar.finish_and_clear();
 
-    let healed = DeltaFile::open(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let healed = deltaguard::model_io::open_delta_file(&args.out)?;
     let after = delta_logit_mse(
         &BaseAndDelta {
             config,

@@ -41,11 +41,27 @@ impl ModelArgs {
 }
 
 impl PromptArgs {
-    /// The prompt as token ids.
+    /// The prompt as token ids: never empty, every id in the vocabulary.
     pub fn token_ids(
         &self,
         m: &LoadedModel<Backend>,
     ) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+        let ids = self.encode(m)?;
+        if ids.is_empty() {
+            let what = if self.text.is_some() {
+                "--text"
+            } else {
+                "--chat"
+            };
+            return Err(format!(
+                "{what}: the prompt encodes to no tokens (the tokenizer adds no BOS); give a non-empty prompt"
+            )
+            .into());
+        }
+        Ok(ids)
+    }
+
+    fn encode(&self, m: &LoadedModel<Backend>) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
         if let Some(t) = &self.tokens {
             if t.is_empty() {
                 return Err("--tokens: give at least one id".into());

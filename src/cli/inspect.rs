@@ -1,7 +1,7 @@
 //! `deltaguard inspect`: what a delta file holds.
 
 use super::{human_bytes, CliResult};
-use deltaguard::delta_quant::{DeltaFile, EntryKind};
+use deltaguard::delta_quant::EntryKind;
 use std::path::PathBuf;
 
 /// Show what a delta file holds: method, parameters, sizes, ratio.
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let file = DeltaFile::open(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let file = deltaguard::model_io::open_delta_file(&args.file)?;
     let size = file.size_report();
     if args.json {
         let entries: Vec<_> = file

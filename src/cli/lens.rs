@@ -61,6 +61,7 @@ fn file_stem(p: &std::path::Path) -> String {
 }
 
 pub fn run(args: Args) -> CliResult {
+    super::create_out_dir(&args.out)?;
     let color = match args.color.as_str() {
         "entropy" => CellColor::Entropy,
         "kl" => CellColor::ForwardKl,
@@ -93,7 +94,6 @@ pub fn run(args: Args) -> CliResult {
         .collect();
     let comparison = compare(&models, &tokens, &options)?;
 
-    std::fs::create_dir_all(&args.out)?;
     comparison.write_json(&args.out.join("lens.json"))?;
     let mut written = vec!["lens.json".to_string()];
     for report in &comparison.models {

@@ -2,8 +2,6 @@
 
 use super::input::{ModelArgs, PromptArgs};
 use super::CliResult;
-use burn::tensor::{Int, Tensor, TensorData};
-use deltaguard::backend::device;
 
 /// Print the model's next-token logits at every position of a prompt.
 ///
@@ -27,18 +25,23 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let m = args.model.load()?;
     let ids = args.prompt.token_ids(&m)?;
-    let data = TensorData::new(
-        ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-        [1, ids.len()],
-    );
-    let tokens = Tensor::<deltaguard::backend::Backend, 2, Int>::from_data(data, &device());
-    let logits = m.model.forward(tokens);
+    let logits = m.model.logits(&ids)?;
     let [_, seq, vocab] = logits.dims();
     let values: Vec<f32> = logits
         .into_data()
         .convert::<f32>()
         .to_vec()
         .map_err(|e| format!("{e:?}"))?;
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(format!(
+            "the model's logits are not finite: position {}, token {} has logit {} \
+             (JSON would print it as null); the weights are broken",
+            i / vocab,
+            i % vocab,
+            values[i]
+        )
+        .into());
+    }
     let rows: Vec<&[f32]> = values.chunks(vocab).take(seq).collect();
 
     let top = |row: &[f32], k: usize| -> Vec<(u32, f32)> {

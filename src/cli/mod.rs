@@ -15,17 +15,55 @@ pub mod logits;
 pub mod score;
 pub mod study;
 
+use std::path::Path;
+
 /// What every subcommand returns.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Refuses to replace an existing output file unless `--overwrite` was given.
-pub fn refuse_existing(out: &std::path::Path, overwrite: bool) -> CliResult {
+/// The output rule of every command that writes one file or model
+/// directory (`compress`, `apply`, `convert`, `attack`, `finetune`, `heal`):
+/// an existing `--out` is refused unless `--overwrite` was given, and a
+/// missing parent directory is refused rather than created.
+pub fn refuse_existing(out: &Path, overwrite: bool) -> CliResult {
     if out.exists() && !overwrite {
         return Err(format!(
             "{} already exists (pass --overwrite to replace it)",
             out.display()
         )
         .into());
+    }
+    require_parent(out)
+}
+
+/// Refuses an output whose parent directory does not exist (a typo in
+/// `--out` should not silently create a directory tree).
+pub fn require_parent(out: &Path) -> CliResult {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!(
+            "{}: the parent directory {} does not exist (create it first)",
+            out.display(),
+            parent.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The results directory of `eval` and `lens`: may exist already (files in
+/// it are replaced, each atomically); its parent must exist. Errors name the
+/// path and what was being done.
+pub fn create_out_dir(out: &Path) -> CliResult {
+    require_parent(out)?;
+    if out.exists() && !out.is_dir() {
+        return Err(format!("{}: --out exists and is not a directory", out.display()).into());
+    }
+    if !out.exists() {
+        std::fs::create_dir(out)
+            .map_err(|e| format!("{}: cannot create the output directory: {e}", out.display()))?;
     }
     Ok(())
 }

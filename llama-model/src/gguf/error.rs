@@ -8,10 +8,12 @@
 #[non_exhaustive]
 pub enum GgufError {
     /// The file could not be opened, mapped or read.
-    #[error("{file}: I/O error: {source}")]
+    #[error("{file}: cannot {operation}: {source}")]
     Io {
         /// The file.
         file: String,
+        /// What was being done ("open", "memory-map", …).
+        operation: &'static str,
         /// The underlying error.
         #[source]
         source: std::io::Error,

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use super::error::GgufError;
 use super::reader::{GgufFile, TensorInfo};
 use super::tokenizer;
+use crate::config::LlamaConfig;
+use crate::error::ConfigError;
 
 /// Maps a llama.cpp tensor name to its Hugging Face `LlamaForCausalLM` name
 /// (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`), or `None`
@@ -306,6 +308,8 @@ fn llama_config(file: &GgufFile) -> Result<(Value, Dims), GgufError> {
         "use_cache": true,
         "torch_dtype": "float32",
     });
+    let checked = validated_config(file, &config)?;
+    check_tensor_shapes(file, &checked)?;
     Ok((
         config,
         Dims {
@@ -314,6 +318,123 @@ fn llama_config(file: &GgufFile) -> Result<(Value, Dims), GgufError> {
             head_dim,
         },
     ))
+}
+
+/// The GGUF metadata key a `config.json` field comes from, for error messages.
+fn gguf_key_of(field: &str) -> String {
+    let key = match field {
+        "num_hidden_layers" => "llama.block_count",
+        "hidden_size" => "llama.embedding_length",
+        "intermediate_size" => "llama.feed_forward_length",
+        "num_attention_heads" => "llama.attention.head_count",
+        "num_key_value_heads" => "llama.attention.head_count_kv",
+        "head_dim" => "llama.attention.key_length",
+        "max_position_embeddings" => "llama.context_length",
+        "vocab_size" => "llama.vocab_size (or the tokenizer's token count)",
+        "rms_norm_eps" => "llama.attention.layer_norm_rms_epsilon",
+        "rope_theta" => "llama.rope.freq_base",
+        "bos_token_id" => "tokenizer.ggml.bos_token_id",
+        "eos_token_id" => "tokenizer.ggml.eos_token_id",
+        "pad_token_id" => "tokenizer.ggml.padding_token_id",
+        f if f.starts_with("rope_scaling.") => "llama.rope.scaling.*",
+        other => other,
+    };
+    key.to_string()
+}
+
+/// The metadata as a [`LlamaConfig`], with every bound and consistency check
+/// of [`LlamaConfig::validate`] applied before anything is allocated from
+/// it. Attention biases and YaRN scaling are carried into `config.json` for
+/// transformers, so they are not refused here (the model in this crate refuses
+/// them when loading); YaRN's factor must still be finite and positive.
+fn validated_config(file: &GgufFile, config: &Value) -> Result<LlamaConfig, GgufError> {
+    let mut probe = config.clone();
+    probe["attention_bias"] = Value::Bool(false);
+    if probe["rope_scaling"]["rope_type"] == "yarn" {
+        let factor = probe["rope_scaling"]["factor"].as_f64().unwrap_or(f64::NAN);
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(model_err(
+                file,
+                format!("llama.rope.scaling.factor {factor} must be finite and positive"),
+            ));
+        }
+        probe["rope_scaling"] = Value::Null;
+    }
+    LlamaConfig::from_json(&probe, file.name()).map_err(|e| {
+        let (field, reason) = match &e {
+            ConfigError::InvalidField { field, reason, .. }
+            | ConfigError::Unsupported { field, reason, .. } => (field.clone(), reason.clone()),
+            ConfigError::MissingField { field, .. } => (field.clone(), "missing".to_string()),
+            other => (String::new(), other.to_string()),
+        };
+        model_err(
+            file,
+            format!(
+                "metadata {} (config.json `{field}`) is invalid: {reason}",
+                gguf_key_of(&field)
+            ),
+        )
+    })
+}
+
+/// Every tensor the configuration implies is present with its shape, and no
+/// weight lies outside it (e.g. a block beyond `llama.block_count`), so a
+/// file whose metadata disagrees with its tensors is refused on open instead
+/// of converting into a model nothing can load. Attention biases are only
+/// checked against their projection's width.
+fn check_tensor_shapes(file: &GgufFile, config: &LlamaConfig) -> Result<(), GgufError> {
+    let present: std::collections::HashMap<String, (&str, Vec<usize>)> = file
+        .tensors()
+        .iter()
+        .filter_map(|t| gguf_to_hf_name(&t.name).map(|hf| (hf, (t.name.as_str(), t.shape()))))
+        .collect();
+    let expected = crate::load::expected_shapes(config);
+    for (name, shape) in &expected {
+        match present.get(name) {
+            None => {
+                return Err(model_err(
+                    file,
+                    format!(
+                        "no tensor for {name}, which the metadata implies                          (llama.block_count {}, tied embeddings: {})",
+                        config.num_hidden_layers, config.tie_word_embeddings
+                    ),
+                ))
+            }
+            Some((gguf_name, found)) if found != shape => {
+                return Err(model_err(
+                    file,
+                    format!(
+                        "tensor {gguf_name:?} ({name}) has shape {found:?}, the metadata implies {shape:?}"
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let known: std::collections::HashMap<&str, &Vec<usize>> =
+        expected.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    for (hf, (gguf_name, found)) in &present {
+        if let Some(weight) = hf.strip_suffix(".bias") {
+            let rows = known.get(format!("{weight}.weight").as_str()).map(|s| s[0]);
+            if rows.is_some_and(|r| found == &vec![r]) {
+                continue;
+            }
+            return Err(model_err(
+                file,
+                format!("bias {gguf_name:?} of shape {found:?} matches no weight of the model"),
+            ));
+        }
+        if !known.contains_key(hf.as_str()) {
+            return Err(model_err(
+                file,
+                format!(
+                    "tensor {gguf_name:?} lies outside the model the metadata describes                      (llama.block_count {})",
+                    config.num_hidden_layers
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One tensor in Hugging Face naming and layout, dequantized to `f32`.

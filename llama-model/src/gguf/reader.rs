@@ -467,12 +467,23 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let io = |source| GgufError::Io {
-            file: name.clone(),
-            source,
+        let io = |operation| {
+            let file = name.clone();
+            move |source| GgufError::Io {
+                file,
+                operation,
+                source,
+            }
         };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let bytes = map_file(&file).map_err(io)?;
+        // A directory opens on Linux but cannot be mapped ("No such device").
+        if path.is_dir() {
+            return Err(io("read it as a GGUF file")(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a directory",
+            )));
+        }
+        let file = std::fs::File::open(path).map_err(io("open"))?;
+        let bytes = map_file(&file).map_err(io("memory-map"))?;
         Self::from_boxed(bytes, name)
     }
 
