@@ -65,6 +65,10 @@ impl AtomicDir {
             return Err(CheckpointError::OutputExists { path: target });
         }
         let parent = parent_of(&target);
+        // The library creates missing parents, as it always has (the study
+        // writes into fresh work directories); the CLI refuses a missing
+        // parent itself (`require_parent`), where it signals a typo.
+        fs::create_dir_all(&parent).map_err(CheckpointError::io(&parent))?;
         let temp = builder(&hidden_prefix(&target, "tmp")?, true)
             .tempdir_in(&parent)
             .map_err(CheckpointError::io(&parent))?;
@@ -133,6 +137,7 @@ impl AtomicFile {
     pub fn create(target: impl AsRef<Path>) -> Result<AtomicFile, CheckpointError> {
         let target = target.as_ref().to_path_buf();
         let parent = parent_of(&target);
+        fs::create_dir_all(&parent).map_err(CheckpointError::io(&parent))?;
         let file = builder(&hidden_prefix(&target, "tmp")?, false)
             .tempfile_in(&parent)
             .map_err(CheckpointError::io(&parent))?;

@@ -308,7 +308,9 @@ impl Checkpoint {
             let entries: Vec<(&String, &Entry)> = self.entries.iter().collect();
             let per_tensor: Vec<u64> = entries
                 .par_iter()
-                .map(|(_, e)| xxhash_rust::xxh3::xxh3_64(&self.shards[e.shard].mmap[e.start..e.end]))
+                .map(|(_, e)| {
+                    xxhash_rust::xxh3::xxh3_64(&self.shards[e.shard].mmap[e.start..e.end])
+                })
                 .collect();
             let mut h = xxhash_rust::xxh3::Xxh3::new();
             for ((name, e), tensor_hash) in entries.iter().zip(per_tensor) {

@@ -272,8 +272,7 @@ fn same_json(a: Option<&serde_json::Value>, b: Option<&serde_json::Value>) -> bo
         (None, None) => true,
         (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64() == y.as_f64(),
         (Some(Value::Object(x)), Some(Value::Object(y))) => {
-            x.len() == y.len()
-                && x.iter().all(|(k, v)| same_json(Some(v), y.get(k)))
+            x.len() == y.len() && x.iter().all(|(k, v)| same_json(Some(v), y.get(k)))
         }
         (Some(Value::Array(x)), Some(Value::Array(y))) => {
             x.len() == y.len() && x.iter().zip(y).all(|(u, v)| same_json(Some(u), Some(v)))

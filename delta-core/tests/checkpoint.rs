@@ -583,7 +583,10 @@ fn numerics_config_differences_are_refused() {
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("rms_norm_eps", Box::new(|c| c["rms_norm_eps"] = serde_json::json!(1e-6))),
+        (
+            "rms_norm_eps",
+            Box::new(|c| c["rms_norm_eps"] = serde_json::json!(1e-6)),
+        ),
         (
             "rope_theta",
             Box::new(|c| c["rope_parameters"]["rope_theta"] = serde_json::json!(500000.0)),
@@ -623,6 +626,7 @@ fn numerics_config_differences_are_refused() {
     obj.insert("rope_scaling".into(), serde_json::Value::Null);
     std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
     DeltaPair::open(fixture("pair/base"), &ft).expect("rope_theta spelled the old way");
+}
 
 /// Issue 14: two writers of the same target (two `compress --overwrite` runs
 /// to one `--out`) shared one temporary name and could interleave. Now each

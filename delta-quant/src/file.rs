@@ -52,7 +52,8 @@
 //!
 //! Every payload is checked before it is written ([`check_payload_values`]):
 //! f32 payloads must be finite and at most [`MAX_PAYLOAD_MAGNITUDE`] in
-//! magnitude, scales non-negative, carried float tensors finite.
+//! magnitude, quantization steps and singular values non-negative, carried
+//! float tensors finite.
 //!
 //! # Reading
 //!
@@ -200,10 +201,16 @@ fn checksum_hex(bytes: &[u8]) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
-/// Whether payload `payload` holds scales, which are magnitudes: BitDelta's
-/// α, RTN / Delta-CoMe quantization steps, the ternary scale, singular values.
+/// Whether payload `payload` holds magnitudes that no writer ever makes
+/// negative: Delta-CoMe's quantization steps (`u_scales`, `v_scales`), the
+/// ternary `scale`, singular values. BitDelta / multi-mask α (`scales`,
+/// `N.scales`) are not among them: scale distillation trains α freely and
+/// a negative α is a valid sign flip; they are still bounded and finite.
 fn is_scale_payload(payload: &str) -> bool {
-    payload.ends_with("scales") || payload.ends_with("scale") || payload.ends_with("sigma")
+    payload.ends_with("_scales")
+        || payload == "scale"
+        || payload.ends_with(".scale")
+        || payload.ends_with("sigma")
 }
 
 /// Checks the values of one stored tensor: f32 payloads of compressed
@@ -773,7 +780,12 @@ impl DeltaFile {
                         )));
                     }
                     let (s, t) = info.data_offsets;
-                    check_payload_values(name, None, info.dtype, &map[data_start + s..data_start + t])?;
+                    check_payload_values(
+                        name,
+                        None,
+                        info.dtype,
+                        &map[data_start + s..data_start + t],
+                    )?;
                     entries.push(Entry {
                         name: name.clone(),
                         kind: EntryKind::Carried,
