@@ -582,7 +582,8 @@ fn numerics_config_differences_are_refused() {
     let cfg_path = ft.join("config.json");
     let original: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type ConfigEdit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, ConfigEdit)> = vec![
         (
             "rms_norm_eps",
             Box::new(|c| c["rms_norm_eps"] = serde_json::json!(1e-6)),
