@@ -123,24 +123,22 @@ pub(crate) fn dequant<const ADD: bool>(q: &[u8], scale: f32, zero: u8, out: &mut
     }
 }
 
-/// `out (=|+=) src`.
-#[inline(always)]
-pub(crate) fn copy<const ADD: bool>(src: &[f32], out: &mut [f32]) {
-    for (o, &s) in out.iter_mut().zip(src) {
-        put::<ADD>(o, s);
-    }
-}
-
 /// Scatter of sorted flat positions into `out`, which covers positions
 /// `lo .. lo + out.len()`: entry `k` of `positions` gets `value(k)`, every
 /// other entry `0.0` (`ADD = false`) or `+ 0.0` (`ADD = true`, which turns
 /// −0 into +0 exactly as adding a dense zero does).
+///
+/// "Add" computes the kept sums `out[p] + value(k)` first (into `kept`,
+/// scratch), then runs the `+ 0.0` pass over the whole slice — one
+/// vectorised loop instead of one short loop per gap — and stores the kept
+/// sums back, so every entry gets exactly one addition.
 #[inline(always)]
 pub(crate) fn scatter<const ADD: bool>(
     positions: &[u32],
     lo: usize,
     value: impl Fn(usize) -> f32,
     out: &mut [f32],
+    kept: &mut Vec<f32>,
 ) {
     if !ADD {
         out.fill(0.0);
@@ -149,16 +147,47 @@ pub(crate) fn scatter<const ADD: bool>(
         }
         return;
     }
-    let mut next = 0;
-    for (k, &p) in positions.iter().enumerate() {
-        let p = p as usize - lo;
-        for x in &mut out[next..p] {
-            *x += 0.0;
-        }
-        out[p] += value(k);
-        next = p + 1;
-    }
-    for x in &mut out[next..] {
+    kept.clear();
+    kept.extend(
+        positions
+            .iter()
+            .enumerate()
+            .map(|(k, &p)| out[p as usize - lo] + value(k)),
+    );
+    for x in out.iter_mut() {
         *x += 0.0;
+    }
+    for (&p, &v) in positions.iter().zip(kept.iter()) {
+        out[p as usize - lo] = v;
+    }
+}
+
+/// Several 1-bit masks summed in order, per 32-lane block in registers:
+/// `out[j] (=|+=) ((0 + s₀ⱼ·a₀) + s₁ⱼ·a₁) + …`, with `masks[m] = (packed
+/// row, a_m)` and `sₘⱼ = ±1` from bit `j` (the sum of the scalar reference,
+/// which accumulated each mask onto zeros in turn).
+#[inline(always)]
+pub(crate) fn multi_signs_row<const ADD: bool>(masks: &[(&[u8], f32)], out: &mut [f32]) {
+    #[inline(always)]
+    fn block<const ADD: bool>(masks: &[(&[u8], f32)], word: usize, out: &mut [f32]) {
+        let mut acc = [0f32; 32];
+        let (p0, a0) = masks[0];
+        let w = word_from(&p0[(word * 4).min(p0.len())..]);
+        let (pos, neg) = (0.0 + a0, 0.0 - a0);
+        for (k, x) in acc.iter_mut().enumerate() {
+            *x = if bit(w, k) { pos } else { neg };
+        }
+        for &(p, a) in &masks[1..] {
+            let w = word_from(&p[(word * 4).min(p.len())..]);
+            for (k, x) in acc.iter_mut().enumerate() {
+                *x += if bit(w, k) { a } else { -a };
+            }
+        }
+        for (o, &x) in out.iter_mut().zip(&acc) {
+            put::<ADD>(o, x);
+        }
+    }
+    for (word, o) in out.chunks_mut(32).enumerate() {
+        block::<ADD>(masks, word, o);
     }
 }

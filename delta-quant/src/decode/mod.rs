@@ -53,11 +53,6 @@ pub(crate) const TASK_ELEMS: usize = 1 << 16;
 /// re-packs the right factor, so tasks are larger.
 const FACTOR_TASK_ELEMS: usize = 1 << 20;
 
-/// Column tile of multi-mask decoding: the partial sums of one tile stay in
-/// L1 while every mask is added. A multiple of 32 so tiles start on a
-/// packed `u32` word.
-const TILE: usize = 2048;
-
 /// A payload ready to decode rows (see the [module docs](self)).
 pub(crate) struct Decoder<'a> {
     rows: usize,
@@ -249,7 +244,8 @@ impl<'a> Decoder<'a> {
             Kind::Sparse(p) => {
                 let (k0, k1) = position_range(p.indices(), lo, lo + out.len());
                 let values = &p.values()[k0..k1];
-                kernels::scatter::<ADD>(&p.indices()[k0..k1], lo, |k| values[k], out);
+                let mut kept = Vec::new();
+                kernels::scatter::<ADD>(&p.indices()[k0..k1], lo, |k| values[k], out, &mut kept);
             }
             Kind::TernaryDense { codes, scale } => {
                 for (i, o) in out.chunks_exact_mut(cols).enumerate() {
@@ -271,7 +267,7 @@ impl<'a> Decoder<'a> {
                         -s
                     }
                 };
-                kernels::scatter::<ADD>(&indices[k0..k1], lo, value, out);
+                kernels::scatter::<ADD>(&indices[k0..k1], lo, value, out, &mut Vec::new());
             }
             Kind::Factors { rank, a, b } => factor_rows::<ADD>(*rank, a, b, row0, cols, out),
             Kind::Masked { mask, inner } => {
@@ -315,26 +311,12 @@ fn signs_rows<const ADD: bool>(masks: &[SignScales], row0: usize, cols: usize, o
         }
         return;
     }
-    let mut tmp = [0f32; TILE];
+    let mut rows: Vec<(&[u8], f32)> = Vec::with_capacity(masks.len());
     for (i, o) in out.chunks_exact_mut(cols).enumerate() {
         let r = row0 + i;
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            let acc: &mut [f32] = if ADD {
-                &mut tmp[..c1 - c0]
-            } else {
-                &mut o[c0..c1]
-            };
-            let a = scale_of(first, r);
-            kernels::signs_row::<false>(&first.signs().row(r)[c0 / 8..], 0.0 + a, 0.0 - a, acc);
-            for m in &masks[1..] {
-                let a = scale_of(m, r);
-                kernels::signs_row::<true>(&m.signs().row(r)[c0 / 8..], a, -a, acc);
-            }
-            if ADD {
-                kernels::copy::<true>(&tmp[..c1 - c0], &mut o[c0..c1]);
-            }
-        }
+        rows.clear();
+        rows.extend(masks.iter().map(|m| (m.signs().row(r), scale_of(m, r))));
+        kernels::multi_signs_row::<ADD>(&rows, o);
     }
 }
 

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Decoder, Mode, TASK_ELEMS, TILE};
+use super::{Decoder, Mode, TASK_ELEMS};
 use crate::bitdelta::SignScales;
 use crate::pack::{row_bytes, unpack_row, BitMatrix};
 use crate::rtn::dequantize_group;
@@ -233,7 +233,7 @@ const METHODS: &[&str] = &[
     "dare:p=0.5+svd:rank=2",
 ];
 
-/// Odd shapes, single rows / columns, widths past one multi-mask tile and
+/// Odd shapes, single rows / columns, wide rows and
 /// matrices of several parallel tasks.
 const SHAPES: &[(usize, usize)] = &[
     (1, 1),
@@ -249,8 +249,8 @@ const SHAPES: &[(usize, usize)] = &[
     (2, 65),
     (9, 100),
     (17, 129),
-    (3, TILE + 2),
-    (2, 2 * TILE + 37),
+    (3, 2050),
+    (2, 4133),
     (TASK_ELEMS / 257 + 45, 257),
 ];
 
