@@ -107,24 +107,19 @@ impl<S: TensorSource + ?Sized> TensorSource for WithDeltaFile<'_, S> {
             }
             Some(EntryKind::Compressed) => {
                 let mut w = self.base.read_f32(name)?;
-                let rec = self
-                    .delta
-                    .compressed(name)
-                    .map_err(delta_err)?
-                    .reconstruct();
-                if rec.len() != w.len() {
+                let c = self.delta.compressed(name).map_err(delta_err)?;
+                let [rows, cols] = c.shape();
+                if rows.checked_mul(cols) != Some(w.len()) {
                     return Err(LoadError::Delta {
                         name: name.to_string(),
                         reason: format!(
-                            "delta has {} values, the base tensor {}",
-                            rec.len(),
+                            "delta has {rows}x{cols} values, the base tensor {}",
                             w.len()
                         ),
                     });
                 }
-                for (w, d) in w.iter_mut().zip(rec.data()) {
-                    *w += d;
-                }
+                // base += Δ̂ in one pass, without a Δ̂ temporary.
+                c.add_into(&mut w).map_err(delta_err)?;
                 Ok(w)
             }
         }

@@ -24,6 +24,8 @@ use serde_json::{json, Value};
 
 use crate::compressed::{meta_bool, meta_usize, PartsReader, Payload};
 use crate::compressor::{CompressContext, Compressor, Params};
+use crate::decode::kernels::signs_row;
+use crate::decode::{Decoder, TASK_ELEMS};
 use crate::pack::{row_bytes, BitMatrix};
 use crate::params::ParamList;
 use crate::{Compressed, DeltaMatrix, QuantError};
@@ -120,7 +122,7 @@ impl Compressor for MultiMask {
             let (signs, row_sums) = signs_and_abs_sums(&residual, ctx.name)?;
             let scales = scales_from_sums(&row_sums, delta.cols(), self.per_row);
             let step = SignScales { signs, scales };
-            step.add_into(&mut residual, -1.0);
+            step.add_scaled_into(&mut residual, -1.0);
             masks.push(step);
         }
         Ok(Compressed::MultiMask(MultiMaskPayload { masks }))
@@ -167,39 +169,35 @@ impl SignScales {
     pub fn storage_bytes(&self) -> u64 {
         self.signs.as_bytes().len() as u64 + 4 * self.scales.len() as u64
     }
+    /// α ⊙ S as a new matrix (see [`Compressed::reconstruct_into`] for
+    /// decoding into a given buffer).
     pub fn reconstruct(&self) -> DeltaMatrix {
-        let [rows, cols] = self.shape();
-        let mut d = DeltaMatrix::zeros(rows, cols);
-        self.add_into(&mut d, 1.0);
-        d
+        Decoder::signs(std::slice::from_ref(self)).reconstruct()
     }
 
-    fn scale_of(&self, row: usize) -> f32 {
-        if self.scales.len() == 1 {
-            self.scales[0]
-        } else {
-            self.scales[row]
-        }
-    }
-
-    /// `acc += factor · α ⊙ S`, parallel over rows.
-    pub(crate) fn add_into(&self, acc: &mut DeltaMatrix, factor: f32) {
+    /// `acc += factor · α ⊙ S` (the residual step of multi-mask
+    /// compression), parallel over fixed row chunks.
+    pub(crate) fn add_scaled_into(&self, acc: &mut DeltaMatrix, factor: f32) {
         let cols = acc.cols();
         if cols == 0 {
             return;
         }
+        let rows_per_task = (TASK_ELEMS / cols).max(1);
+        let scales = &self.scales;
         acc.data_mut()
-            .par_chunks_mut(cols)
+            .par_chunks_mut(rows_per_task * cols)
             .enumerate()
-            .for_each(|(i, row)| {
-                let a = factor * self.scale_of(i);
-                let packed = self.signs.row(i);
-                // ±1 · a is exact, so this equals adding ±a.
-                for (xs, &b) in row.chunks_mut(8).zip(packed) {
-                    let s = &SIGNS[b as usize];
-                    for (x, &sg) in xs.iter_mut().zip(s) {
-                        *x += sg * a;
-                    }
+            .for_each(|(t, chunk)| {
+                for (i, row) in chunk.chunks_exact_mut(cols).enumerate() {
+                    let r = t * rows_per_task + i;
+                    // ±1 · a is exact, so adding ±a equals adding sign · a.
+                    let a = factor
+                        * if scales.len() == 1 {
+                            scales[0]
+                        } else {
+                            scales[r]
+                        };
+                    signs_row::<true>(self.signs.row(r), a, -a, row);
                 }
             });
     }
@@ -257,13 +255,9 @@ impl MultiMaskPayload {
     pub fn storage_bytes(&self) -> u64 {
         self.masks.iter().map(SignScales::storage_bytes).sum()
     }
+    /// Σⱼ αⱼ ⊙ Sⱼ as a new matrix.
     pub fn reconstruct(&self) -> DeltaMatrix {
-        let [rows, cols] = self.shape();
-        let mut d = DeltaMatrix::zeros(rows, cols);
-        for m in &self.masks {
-            m.add_into(&mut d, 1.0);
-        }
-        d
+        Decoder::signs(&self.masks).reconstruct()
     }
     pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
         let mut per_row = false;
@@ -405,22 +399,6 @@ fn pack_block(blk: &[f32], out: &mut [u8]) -> f64 {
     }
     acc.iter().map(|&a| a as f64).sum()
 }
-
-/// `SIGNS[b][k]` = +1 if bit k of b is set, else −1: expands a packed byte
-/// to eight signs without branches.
-static SIGNS: [[f32; 8]; 256] = {
-    let mut t = [[0f32; 8]; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut k = 0;
-        while k < 8 {
-            t[b][k] = if (b >> k) & 1 == 1 { 1.0 } else { -1.0 };
-            k += 1;
-        }
-        b += 1;
-    }
-    t
-};
 
 fn scales_from_sums(row_sums: &[f64], cols: usize, per_row: bool) -> Vec<f32> {
     if per_row {

@@ -9,6 +9,7 @@ use safetensors::Dtype;
 use serde_json::{json, Value};
 
 use crate::bitdelta::{MultiMaskPayload, SignScales};
+use crate::decode::{Decoder, Mode};
 use crate::deltacome::DeltaComePayload;
 use crate::lowrank::LowRankPayload;
 use crate::pack::BitMatrix;
@@ -138,32 +139,29 @@ impl Compressed {
         }
     }
 
-    /// Δ̂ as a host matrix.
+    /// Δ̂ as a host matrix (see [`Compressed::reconstruct_into`]).
     pub fn reconstruct(&self) -> DeltaMatrix {
-        match self {
-            Compressed::BitDelta(p) => p.reconstruct(),
-            Compressed::MultiMask(p) => p.reconstruct(),
-            Compressed::Rtn(p) => p.reconstruct(),
-            Compressed::Sparse(p) => p.reconstruct(),
-            Compressed::LowRank(p) => p.reconstruct(),
-            Compressed::DeltaCome(p) => p.reconstruct(),
-            Compressed::Ternary(p) => p.reconstruct(),
-            Compressed::Masked(p) => {
-                let mut d = p.inner.reconstruct();
-                let cols = d.cols();
-                if cols > 0 {
-                    for (i, row) in d.data_mut().chunks_mut(cols).enumerate() {
-                        let m = p.mask.row(i);
-                        for (j, x) in row.iter_mut().enumerate() {
-                            if (m[j / 8] >> (j % 8)) & 1 == 0 {
-                                *x = 0.0;
-                            }
-                        }
-                    }
-                }
-                d
-            }
-        }
+        Decoder::new(self).reconstruct()
+    }
+
+    /// Writes Δ̂ into `out` (row-major, `rows · cols` values), overwriting
+    /// it; a wrong length is a [`QuantError::Shape`].
+    ///
+    /// Parallel over fixed row chunks, so the result does not depend on the
+    /// number of threads. Bit-identical to the scalar decoders this crate
+    /// used before for every encoding except the low-rank ones (`lowrank`,
+    /// `deltacome`), whose matrix product may round differently (see
+    /// [`decode`](crate::decode)).
+    pub fn reconstruct_into(&self, out: &mut [f32]) -> Result<(), QuantError> {
+        Decoder::new(self).run(out, Mode::Set)
+    }
+
+    /// `base += Δ̂` in one pass without materialising Δ̂ — what applying a
+    /// delta needs. Equal, value for value, to `base[i] + reconstruct()[i]`
+    /// in f32 (same exceptions as [`Compressed::reconstruct_into`]); a wrong
+    /// length is a [`QuantError::Shape`].
+    pub fn add_into(&self, base: &mut [f32]) -> Result<(), QuantError> {
+        Decoder::new(self).run(base, Mode::Add)
     }
 
     /// Δ̂ as a Burn tensor on `device`.

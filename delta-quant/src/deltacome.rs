@@ -20,11 +20,14 @@
 //! `{u,v}_scales` F32 `[r]`, `{u,v}_zeros` U8 `[r]`. The per-vector bit
 //! widths are in the encoding record.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 
 use crate::compressed::{meta_usize, PartsReader, Payload};
 use crate::compressor::{CompressContext, Compressor, Params};
-use crate::lowrank::{product, truncated_svd, SvdSolver};
+use crate::decode::Decoder;
+use crate::lowrank::{truncated_svd, SvdSolver};
 use crate::pack::{pack_row, row_bytes, unpack_row};
 use crate::params::ParamList;
 use crate::rtn::{dequantize_group, quantize_group};
@@ -278,11 +281,18 @@ impl DeltaComePayload {
         let r = self.bits.len() as u64;
         4 * r + 2 * 5 * r + (self.u.codes.len() + self.v.codes.len()) as u64
     }
+    /// U·diag(σ)·Vᵀ from the dequantized vectors, as a new matrix.
     pub fn reconstruct(&self) -> DeltaMatrix {
-        let r = self.bits.len();
+        let (a, b) = self.factors();
+        Decoder::factors(self.shape(), self.bits.len(), Cow::Owned(a), Cow::Owned(b)).reconstruct()
+    }
+
+    /// The dequantized factors of Δ̂ = a · bᵀ: `a` = U·diag(σ) row-major
+    /// `[rows, r]`, `b` = V row-major `[cols, r]`.
+    pub(crate) fn factors(&self) -> (Vec<f32>, Vec<f32>) {
         let a = self.u.dequantize(self.rows, &self.bits, Some(&self.sigma));
         let b = self.v.dequantize(self.cols, &self.bits, None);
-        product(self.rows, self.cols, r, &a, &b)
+        (a, b)
     }
     pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
         out.push((

@@ -71,6 +71,7 @@ pub mod bitdelta;
 pub mod compressed;
 pub mod compressor;
 pub mod dare;
+pub mod decode;
 pub mod deltacome;
 pub mod error;
 pub mod file;

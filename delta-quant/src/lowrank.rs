@@ -15,14 +15,16 @@
 //! one). Randomized error is within a small factor of optimal when the
 //! spectrum decays, as it does for fine-tuning deltas.
 
+use std::borrow::Cow;
+
 use faer::Mat;
 use rand::RngCore;
-use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use crate::compressed::{meta_usize, PartsReader, Payload};
 use crate::compressor::{CompressContext, Compressor, Params};
 use crate::dare::tensor_rng;
+use crate::decode::Decoder;
 use crate::params::ParamList;
 use crate::{Compressed, DeltaMatrix, QuantError};
 
@@ -216,8 +218,15 @@ impl LowRankPayload {
     pub fn storage_bytes(&self) -> u64 {
         4 * (self.a.len() + self.b.len()) as u64
     }
+    /// a · bᵀ as a new matrix.
     pub fn reconstruct(&self) -> DeltaMatrix {
-        product(self.rows, self.cols, self.rank, &self.a, &self.b)
+        Decoder::factors(
+            self.shape(),
+            self.rank,
+            Cow::Borrowed(&self.a),
+            Cow::Borrowed(&self.b),
+        )
+        .reconstruct()
     }
     pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
         out.push((
@@ -257,27 +266,4 @@ impl LowRankPayload {
             b,
         })
     }
-}
-
-/// `a · bᵀ` for row-major `a` (m × r) and `b` (n × r), with faer's
-/// (parallel, blocked) f32 matmul. faer is column-major, so we compute
-/// `C^T = b · aᵀ` (n × m): its column i is row i of C, contiguous.
-pub(crate) fn product(m: usize, n: usize, r: usize, a: &[f32], b: &[f32]) -> DeltaMatrix {
-    let mut d = DeltaMatrix::zeros(m, n);
-    if m == 0 || n == 0 || r == 0 {
-        return d;
-    }
-    let at = Mat::<f32>::from_fn(r, m, |k, i| a[i * r + k]);
-    let bm = Mat::<f32>::from_fn(n, r, |j, k| b[j * r + k]);
-    let ct = &bm * &at;
-    d.data_mut()
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(i, row)| {
-            let col = ct.col(i);
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = col[j];
-            }
-        });
-    d
 }

@@ -8,14 +8,20 @@
 //! file and the model directory are written under temporary names and
 //! renamed only when complete).
 
+use crate::compressed::Compressed;
 use crate::compressor::{CompressContext, Compressor};
+use crate::decode::{Decoder, Mode};
 use crate::error::QuantError;
 use crate::file::{DeltaFile, DeltaFileHeader, DeltaFileWriter, EntryKind};
 use crate::matrix::DeltaMatrix;
+use delta_core::TensorView;
 use delta_core::{
-    add_delta, Action, Checkpoint, CheckpointError, CheckpointWriter, DType, DeltaError, DeltaPair,
-    Selection, WriteOptions,
+    Action, Checkpoint, CheckpointError, CheckpointWriter, DType, DeltaError, DeltaPair, Selection,
+    WriteOptions,
 };
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use half::{bf16, f16};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -270,10 +276,8 @@ pub fn apply_delta_file(
                     ));
                 }
                 // One tensor at a time: the compressed payload is decoded
-                // from the map here and dropped with `rec` before the next.
-                let rec = delta.compressed(name)?.reconstruct();
-                let merged = add_delta(name, view, rec.data())?;
-                drop(rec);
+                // from the map here and dropped before the next.
+                let merged = merge_compressed(name, view, &delta.compressed(name)?)?;
                 writer.write_tensor(name, view.info.dtype, &view.info.shape, &merged)?;
                 base.release(name);
             }
@@ -288,4 +292,242 @@ pub fn apply_delta_file(
     }
     check_interrupt(interrupt, "renaming the output")?;
     Ok(writer.finish()?)
+}
+
+/// `W_base + Δ̂` encoded in the base tensor's dtype — byte for byte what
+/// `delta_core::add_delta(name, base, c.reconstruct().data())` returns,
+/// without the f32 Δ̂ and W temporaries: each fixed row chunk of the base is
+/// decoded to f32, gets Δ̂ added by the payload's decoder, is checked for
+/// non-finite values and encoded, in parallel over chunks.
+pub fn merge_compressed(
+    name: &str,
+    base: TensorView<'_>,
+    c: &Compressed,
+) -> Result<Vec<u8>, DeltaError> {
+    let n = base.info.num_elements();
+    let [rows, cols] = c.shape();
+    let got = rows.saturating_mul(cols);
+    if got != n || base.bytes.len() != n * base.info.dtype.size() {
+        return Err(DeltaError::DeltaSize {
+            tensor: name.to_string(),
+            expected: n,
+            got,
+        });
+    }
+    let dt = base.info.dtype;
+    let size = dt.size();
+    let mut out = vec![0u8; n * size];
+    if n == 0 {
+        return Ok(out);
+    }
+    let decoder = Decoder::new(c);
+    let task_rows = decoder.task_rows();
+    out.par_chunks_mut(task_rows * cols * size)
+        .enumerate()
+        .try_for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(w, halves), (t, bytes_out)| {
+                let start = t * task_rows * cols;
+                let len = bytes_out.len() / size;
+                let bytes_in = &base.bytes[start * size..(start + len) * size];
+                decode_chunk(bytes_in, dt, w, halves);
+                decoder.rows_into(t * task_rows, w, Mode::Add);
+                if let Some(i) = w.iter().position(|x| !x.is_finite()) {
+                    return Err(DeltaError::NonFinite {
+                        tensor: name.to_string(),
+                        which: "the merged weight",
+                        index: start + i,
+                        value: w[i],
+                    });
+                }
+                encode_chunk(w, dt, halves, bytes_out);
+                Ok(())
+            },
+        )?;
+    Ok(out)
+}
+
+/// Little-endian `bytes` of `dt` into `w` (resized). f16 goes through
+/// half's slice conversion (F16C when the CPU has it, checked at run time),
+/// `halves` being scratch for the possibly unaligned 16-bit words.
+fn decode_chunk(bytes: &[u8], dt: DType, w: &mut Vec<f32>, halves: &mut Vec<u16>) {
+    let len = bytes.len() / dt.size();
+    w.resize(len, 0.0);
+    match dt {
+        DType::F32 => {
+            for (x, b) in w.iter_mut().zip(bytes.chunks_exact(4)) {
+                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::F16 => {
+            halves_from_bytes(bytes, halves);
+            halves
+                .reinterpret_cast::<f16>()
+                .convert_to_f32_slice(w.as_mut_slice());
+        }
+        DType::BF16 => {
+            halves_from_bytes(bytes, halves);
+            halves
+                .reinterpret_cast::<bf16>()
+                .convert_to_f32_slice(w.as_mut_slice());
+        }
+    }
+}
+
+/// `w` as little-endian `dt` into `out` (round to nearest even, as
+/// `delta_core::dtype::encode`).
+fn encode_chunk(w: &[f32], dt: DType, halves: &mut Vec<u16>, out: &mut [u8]) {
+    match dt {
+        DType::F32 => {
+            for (b, x) in out.chunks_exact_mut(4).zip(w) {
+                b.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        DType::F16 | DType::BF16 => {
+            halves.resize(w.len(), 0);
+            if dt == DType::F16 {
+                halves
+                    .reinterpret_cast_mut::<f16>()
+                    .convert_from_f32_slice(w);
+            } else {
+                halves
+                    .reinterpret_cast_mut::<bf16>()
+                    .convert_from_f32_slice(w);
+            }
+            for (b, h) in out.chunks_exact_mut(2).zip(halves.iter()) {
+                b.copy_from_slice(&h.to_le_bytes());
+            }
+        }
+    }
+}
+
+fn halves_from_bytes(bytes: &[u8], halves: &mut Vec<u16>) {
+    halves.clear();
+    halves.extend(
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]])),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_method;
+    use delta_core::{add_delta, TensorInfo};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn base_bytes(rng: &mut ChaCha8Rng, n: usize, dt: DType) -> Vec<u8> {
+        let values: Vec<f32> = (0..n)
+            .map(|i| match i % 11 {
+                0 => -0.0,
+                1 => 0.0,
+                _ => rng.random_range(-0.05f32..0.05),
+            })
+            .collect();
+        delta_core::dtype::encode(&values, dt)
+    }
+
+    /// The fused merge writes exactly the bytes of `add_delta(reconstruct())`.
+    #[test]
+    fn merge_compressed_matches_add_delta_of_the_reconstruction() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for (rows, cols) in [(1, 1), (3, 31), (7, 65), (1, 200), (300, 257)] {
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|_| rng.random_range(-1e-3f32..1e-3))
+                .collect();
+            let d = DeltaMatrix::new(rows, cols, values).unwrap();
+            for m in [
+                "bitdelta",
+                "multimask:k=2,per_row=true",
+                "rtn:bits=3,group=16",
+                "dare:p=0.9",
+                "compeft:density=0.5",
+                "svd:rank=2",
+                "dare:p=0.5+bitdelta",
+            ] {
+                let c = parse_method(m)
+                    .unwrap()
+                    .compress_matrix(&d, &CompressContext::new("t", 1))
+                    .unwrap();
+                for dt in [DType::F32, DType::F16, DType::BF16] {
+                    let info = TensorInfo {
+                        name: "t".into(),
+                        dtype: dt,
+                        shape: vec![rows, cols],
+                    };
+                    let bytes = base_bytes(&mut rng, rows * cols, dt);
+                    let view = TensorView {
+                        info: &info,
+                        bytes: &bytes,
+                    };
+                    let want = add_delta("t", view, c.reconstruct().data()).unwrap();
+                    let got = merge_compressed("t", view, &c).unwrap();
+                    if m.contains("svd") {
+                        // The product may round differently (see `decode`):
+                        // compare values, one unit of the dtype apart at most.
+                        let (g, w) = (
+                            delta_core::dtype::decode(&got, dt),
+                            delta_core::dtype::decode(&want, dt),
+                        );
+                        let ulp = match dt {
+                            DType::F32 => 1e-6,
+                            DType::F16 => 1e-3,
+                            DType::BF16 => 8e-3,
+                        };
+                        for (x, y) in g.iter().zip(&w) {
+                            assert!((x - y).abs() <= ulp * y.abs().max(1e-3), "{m} {dt}");
+                        }
+                    } else {
+                        assert!(got == want, "{m} {rows}x{cols} {dt}: bytes differ");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn merge_compressed_refuses_a_non_finite_result_and_a_wrong_shape() {
+        let d = DeltaMatrix::new(2, 3, vec![1e-3; 6]).unwrap();
+        let c = parse_method("bitdelta")
+            .unwrap()
+            .compress_matrix(&d, &CompressContext::new("t", 0))
+            .unwrap();
+        let info = TensorInfo {
+            name: "t".into(),
+            dtype: DType::F32,
+            shape: vec![2, 3],
+        };
+        let bytes =
+            delta_core::dtype::encode(&[0.0, 0.0, 0.0, 0.0, f32::INFINITY, 0.0], DType::F32);
+        let view = TensorView {
+            info: &info,
+            bytes: &bytes,
+        };
+        match merge_compressed("t", view, &c) {
+            Err(DeltaError::NonFinite { index, tensor, .. }) => {
+                assert_eq!((index, tensor.as_str()), (4, "t"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let info = TensorInfo {
+            name: "t".into(),
+            dtype: DType::F32,
+            shape: vec![7],
+        };
+        let bytes = vec![0u8; 28];
+        let wrong = TensorView {
+            info: &info,
+            bytes: &bytes,
+        };
+        assert!(matches!(
+            merge_compressed("t", wrong, &c),
+            Err(DeltaError::DeltaSize {
+                expected: 7,
+                got: 6,
+                ..
+            })
+        ));
+    }
 }

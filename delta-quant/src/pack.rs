@@ -63,8 +63,51 @@ pub fn pack_row(codes: &[u8], bits: u8, out: &mut [u8]) {
 }
 
 /// Unpacks `codes.len()` codes of `bits` bits from one packed row.
+///
+/// Widths 1..=8 take eight codes (= `bits` bytes) at a time from one
+/// little-endian `u64`, with the width a compile-time constant so the
+/// shifts are constants; other widths take a general bit-stream loop.
 pub fn unpack_row(packed: &[u8], bits: u8, codes: &mut [u8]) {
     debug_assert_eq!(packed.len(), row_bytes(codes.len(), bits));
+    match bits {
+        1 => unpack_fixed::<1>(packed, codes),
+        2 => unpack_fixed::<2>(packed, codes),
+        3 => unpack_fixed::<3>(packed, codes),
+        4 => unpack_fixed::<4>(packed, codes),
+        5 => unpack_fixed::<5>(packed, codes),
+        6 => unpack_fixed::<6>(packed, codes),
+        7 => unpack_fixed::<7>(packed, codes),
+        8 => codes.copy_from_slice(&packed[..codes.len()]),
+        _ => unpack_stream(packed, bits, codes),
+    }
+}
+
+/// Eight `B`-bit codes from each `B` bytes.
+#[inline(always)]
+fn unpack_fixed<const B: usize>(packed: &[u8], codes: &mut [u8]) {
+    let mask = (1u64 << B) - 1;
+    let n = codes.len();
+    let expand = |bytes: &[u8], out: &mut [u8]| {
+        let mut w = [0u8; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        let w = u64::from_le_bytes(w);
+        for (k, c) in out.iter_mut().enumerate() {
+            *c = ((w >> (k * B)) & mask) as u8;
+        }
+    };
+    let mut blocks = codes.chunks_exact_mut(8);
+    for (c, p) in (&mut blocks).zip(packed.chunks_exact(B)) {
+        expand(p, c);
+    }
+    let rest = blocks.into_remainder();
+    if !rest.is_empty() {
+        let start = (n / 8) * B;
+        expand(&packed[start..start + row_bytes(rest.len(), B as u8)], rest);
+    }
+}
+
+/// Any width: one code at a time from a bit accumulator.
+fn unpack_stream(packed: &[u8], bits: u8, codes: &mut [u8]) {
     let mask = (1u32 << bits) - 1;
     let mut acc: u32 = 0;
     let mut nacc: u32 = 0;

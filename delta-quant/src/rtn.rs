@@ -26,7 +26,8 @@ use serde_json::{json, Value};
 
 use crate::compressed::{meta_usize, PartsReader, Payload};
 use crate::compressor::{CompressContext, Compressor, Params};
-use crate::pack::{pack_row, row_bytes, unpack_row, BitMatrix};
+use crate::decode::Decoder;
+use crate::pack::{pack_row, row_bytes, BitMatrix};
 use crate::params::ParamList;
 use crate::{Compressed, DeltaMatrix, QuantError};
 
@@ -186,34 +187,9 @@ impl RtnPayload {
     pub fn storage_bytes(&self) -> u64 {
         (self.codes.as_bytes().len() + 4 * self.scales.len() + self.zeros.len()) as u64
     }
+    /// Dequantized values as a new matrix.
     pub fn reconstruct(&self) -> DeltaMatrix {
-        let [rows, cols] = self.shape();
-        let mut d = DeltaMatrix::zeros(rows, cols);
-        if cols == 0 {
-            return d;
-        }
-        let groups = self.groups();
-        let bits = self.bits();
-        d.data_mut()
-            .par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(i, row)| {
-                let mut q = vec![0u8; cols];
-                unpack_row(self.codes.row(i), bits, &mut q);
-                for (g, (o, qs)) in row
-                    .chunks_mut(self.group)
-                    .zip(q.chunks(self.group))
-                    .enumerate()
-                {
-                    dequantize_group(
-                        qs,
-                        self.scales[i * groups + g],
-                        self.zeros[i * groups + g],
-                        o,
-                    );
-                }
-            });
-        d
+        Decoder::rtn(self).reconstruct()
     }
     pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
         let rows = self.codes.rows();

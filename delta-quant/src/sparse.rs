@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::compressed::{meta_usize, PartsReader, Payload};
+use crate::decode::Decoder;
 use crate::{DeltaMatrix, QuantError};
 
 /// Positions and values of the kept entries.
@@ -58,13 +59,9 @@ impl SparsePayload {
     pub fn storage_bytes(&self) -> u64 {
         8 * self.indices.len() as u64
     }
+    /// The kept entries in an otherwise zero matrix.
     pub fn reconstruct(&self) -> DeltaMatrix {
-        let mut d = DeltaMatrix::zeros(self.rows, self.cols);
-        let data = d.data_mut();
-        for (&i, &v) in self.indices.iter().zip(&self.values) {
-            data[i as usize] = v;
-        }
-        d
+        Decoder::sparse(self).reconstruct()
     }
     pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
         let n = self.indices.len();

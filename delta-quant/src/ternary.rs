@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 
 use crate::compressed::{meta_str, meta_usize, PartsReader, Payload};
 use crate::compressor::{CompressContext, Compressor, Params};
-use crate::pack::{pack_row, row_bytes, unpack_row, BitMatrix};
+use crate::decode::Decoder;
+use crate::pack::{pack_row, row_bytes, BitMatrix};
 use crate::params::ParamList;
 use crate::sparse::{check_indices, check_u32_addressable, keep_count, top_k_positions};
 use crate::{Compressed, DeltaMatrix, QuantError};
@@ -169,29 +170,9 @@ impl TernaryPayload {
             TernaryLayout::Sparse { indices, signs } => (4 * indices.len() + signs.len()) as u64,
         }
     }
+    /// {−s, 0, +s} values as a new matrix.
     pub fn reconstruct(&self) -> DeltaMatrix {
-        let mut d = DeltaMatrix::zeros(self.rows, self.cols);
-        let s = self.scale;
-        match &self.layout {
-            TernaryLayout::Dense(b) => {
-                for (x, c) in d.data_mut().iter_mut().zip(b.unpack()) {
-                    *x = match c {
-                        1 => s,
-                        2 => -s,
-                        _ => 0.0,
-                    };
-                }
-            }
-            TernaryLayout::Sparse { indices, signs } => {
-                let mut bits = vec![0u8; indices.len()];
-                unpack_row(signs, 1, &mut bits);
-                let data = d.data_mut();
-                for (&i, &b) in indices.iter().zip(&bits) {
-                    data[i as usize] = if b == 1 { s } else { -s };
-                }
-            }
-        }
-        d
+        Decoder::ternary(self).reconstruct()
     }
     pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
         out.push((
