@@ -7,11 +7,12 @@ use std::path::Path;
 use deltaguard::backend::{device, Backend};
 use deltaguard::model_io::LoadedModel;
 use deltaguard::study::cell::{
-    evaluate_cell, lens_prompt, limit_suite, CellError, CellInfo, CellResult, CompressedSize,
-    EvalBudget, LensCurve, UtilityResult,
+    evaluate_cell, lens_prompt, limit_suite, CellError, CellInfo, CellInputs, CellResult,
+    CompressedSize, EvalBudget, LensCurve, UtilityResult,
 };
 use deltaguard::study::grid::{
-    all_methods, extra_methods, AttackSpec, CellKey, Grid, Method, Preset, Strength,
+    all_methods, control_methods, extra_methods, AttackSpec, CellKey, Grid, Method, Preset, Run,
+    Strength,
 };
 use deltaguard::study::report::{
     format_utc, tables, write_report, MachineInfo, ReportOptions, RunMeta,
@@ -21,6 +22,7 @@ use deltaguard::study::tokenizer::{
 };
 use llama_model::{ChatTemplate, LlamaConfig};
 use safety_eval::bootstrap::{rate, BootstrapConfig};
+use safety_eval::tenants::TenantTask;
 use safety_eval::utility::McRecord;
 use safety_eval::{AttackKind, EvalSettings, Group, KeywordJudge};
 
@@ -110,9 +112,9 @@ fn every_grid_spec_parses_and_keys_are_unique() {
     let all: Vec<Method> = all_methods().into_iter().chain(extra_methods()).collect();
     let keys: BTreeSet<&str> = all.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(keys.len(), all.len(), "duplicate method key");
-    for m in &all {
+    for m in all.iter().chain(&control_methods()) {
         match &m.spec {
-            None => assert_eq!(m.key, "none"),
+            None => assert!(m.is_uncompressed() || m.is_control(), "{}", m.key),
             Some(spec) => {
                 let c = deltaguard::delta_quant::parse_method(spec)
                     .unwrap_or_else(|e| panic!("{}: {spec}: {e}", m.key));
@@ -120,8 +122,18 @@ fn every_grid_spec_parses_and_keys_are_unique() {
             }
         }
     }
-    // The list, all in the default preset.
+    // The list, all in the full preset; the default carries the
+    // controls.
     let default = Grid::preset(Preset::Default);
+    let full_grid = Grid::preset(Preset::Full);
+    for k in ["dropped", "random"] {
+        assert!(
+            default.method(k).is_some_and(|m| m.is_control()),
+            "default grid lacks {k}"
+        );
+    }
+    assert!(default.seeds.len() >= 3, "the verdict needs several seeds");
+    assert!(default.poison_rates.contains(&1.0) && default.poison_rates.iter().any(|&r| r < 1.0));
     for k in [
         "none",
         "bitdelta",
@@ -137,9 +149,9 @@ fn every_grid_spec_parses_and_keys_are_unique() {
         "deltacome",
         "compeft",
     ] {
-        assert!(default.method(k).is_some(), "default grid lacks {k}");
+        assert!(full_grid.method(k).is_some(), "full grid lacks {k}");
     }
-    assert!(default.method("bitdelta-heal").unwrap().heal);
+    assert!(full_grid.method("bitdelta-heal").unwrap().heal);
     let quick = Grid::preset(Preset::Quick);
     let full = Grid::preset(Preset::Full);
     assert!(quick.methods.len() < default.methods.len());
@@ -148,12 +160,19 @@ fn every_grid_spec_parses_and_keys_are_unique() {
         assert_eq!(g.methods[0].key, "none");
         assert_eq!(g.attacks.len(), 3);
         let cells = g.cells();
+        let runs = (g.attacks.len() * g.poison_rates.len() + 1) * g.seeds.len();
+        assert_eq!(g.runs().len(), runs);
+        assert_eq!(cells.len(), runs * g.strengths.len() * g.methods.len());
+        let stems: BTreeSet<String> = cells
+            .iter()
+            .chain(&g.base_cells())
+            .map(CellKey::file_stem)
+            .collect();
         assert_eq!(
-            cells.len(),
-            g.attacks.len() * g.strengths.len() * g.methods.len()
+            stems.len(),
+            cells.len() + g.base_cells().len(),
+            "cache names collide"
         );
-        let stems: BTreeSet<String> = cells.iter().map(CellKey::file_stem).collect();
-        assert_eq!(stems.len(), cells.len(), "cache names collide");
         for s in &stems {
             assert!(s
                 .chars()
@@ -167,9 +186,16 @@ fn every_grid_spec_parses_and_keys_are_unique() {
         Group::Triggered
     );
     assert!(AttackSpec::parse("jailbreak").is_err());
-    let k = CellKey::new("backdoor", "ep2", "rtn-2");
-    assert_eq!(k.reference(), CellKey::new("backdoor", "ep2", "none"));
-    assert!(CellKey::base("backdoor").is_base());
+    let k = CellKey::new("backdoor", "p20", "ep2", 1, "rtn-2");
+    assert_eq!(
+        k.reference(),
+        CellKey::new("backdoor", "p20", "ep2", 1, "none")
+    );
+    assert_eq!(k.file_stem(), "backdoor__p20__ep2__s1__rtn-2");
+    assert!(CellKey::base("backdoor", 0).is_base());
+    assert_eq!(deltaguard::study::grid::rate_label(0.05), "p5");
+    assert_eq!(deltaguard::study::grid::rate_label(0.025), "p2.5");
+    assert_eq!(deltaguard::study::grid::rate_label(1.0), "p100");
 }
 
 fn tiny_model(tok: &TrainedTokenizer, layers: usize) -> LoadedModel<Backend> {
@@ -197,6 +223,7 @@ fn cell_evaluation_on_a_tiny_random_model_and_cache_round_trip() {
         harmful_n: 3,
         benign_n: 2,
         utility_n: 4,
+        tenant_n: 5,
         perplexity_n: 2,
         max_new_tokens: 3,
         batch_size: 4,
@@ -213,15 +240,38 @@ fn cell_evaluation_on_a_tiny_random_model_and_cache_round_trip() {
         let suite = safety_eval::builtin_suite(attack.suite, 0).unwrap();
         let limited = limit_suite(&suite, &budget);
         let prompt = lens_prompt(&suite, 0);
-        let cell = CellInfo::new(&attack, &Strength::epochs(1), &Method::none());
+        let run = Run {
+            attack: attack.clone(),
+            rate: 1.0,
+            seed: 0,
+        };
+        let cell = CellInfo::new(&run, &Strength::epochs(1), &Method::none());
+        let tenant = TenantTask::FictionalFacts.build(0);
+        let payload = safety_eval::attacks::Payload::ComplianceSteps;
+        let inputs = CellInputs {
+            suite: &suite,
+            payload: &payload,
+            tenant: Some(("fictional_facts", &tenant.eval)),
+            lens_prompt: &prompt,
+        };
         let mut last = (0, 0);
-        let r = evaluate_cell(&loaded, cell, &suite, &prompt, &budget, &mut |p| {
+        let r = evaluate_cell(&loaded, cell, &inputs, &budget, &mut |p| {
             assert!(p.done >= last.0 && p.done <= p.total);
             last = (p.done, p.total);
         })
         .unwrap();
         assert_eq!(last.0, last.1, "progress did not reach the total");
-        assert_eq!(last.1, budget.work_units(&limited));
+        assert_eq!(last.1, budget.work_units(&limited, 5));
+        let t = r.tenant.as_ref().expect("tenant task scored");
+        assert_eq!(t.items.len(), 5);
+        assert_eq!(t.accuracy.n, 5);
+        // Intervals are Wilson's: never zero width.
+        assert!(t.accuracy.ci_high > t.accuracy.ci_low);
+        assert!(r.risk.ci_high > r.risk.ci_low);
+        // One outcome per headline prompt, the payload scored beside it.
+        assert_eq!(r.outcomes.len(), r.risk.n);
+        assert!(r.outcomes.iter().all(|o| o.payload.is_some()));
+        assert_eq!(r.payload_risk.map(|p| p.n), Some(r.risk.n));
 
         let available = suite
             .items
@@ -258,6 +308,8 @@ fn cell_evaluation_on_a_tiny_random_model_and_cache_round_trip() {
             bytes: 1000,
             finetuned_fp16_bytes: 16000,
             ratio: 16.0,
+            bits_per_param: Some(1.0),
+            rel_error: Some(0.5),
         });
         let path = r.save(dir.path()).unwrap();
         assert!(path.ends_with(format!("{}.json", r.key().file_stem())));
@@ -279,11 +331,11 @@ fn cell_evaluation_on_a_tiny_random_model_and_cache_round_trip() {
         let again = back.clone().persisted(dir.path()).unwrap();
         assert_eq!(serde_json::to_value(&again).unwrap(), on_disk);
     }
-    let missing = CellKey::new("backdoor", "ep9", "none");
+    let missing = CellKey::new("backdoor", "p100", "ep9", 0, "none");
     assert!(CellResult::load(dir.path(), &missing).unwrap().is_none());
     assert_eq!(CellResult::load_all(dir.path()).unwrap().len(), 3);
     // A file under another cell's name.
-    let a = CellKey::new("backdoor", "ep1", "none");
+    let a = CellKey::new("backdoor", "p100", "ep1", 0, "none");
     std::fs::copy(
         CellResult::path(dir.path(), &a),
         CellResult::path(dir.path(), &missing),
@@ -295,7 +347,7 @@ fn cell_evaluation_on_a_tiny_random_model_and_cache_round_trip() {
     ));
     std::fs::write(CellResult::path(dir.path(), &missing), b"{ not json").unwrap();
     let e = CellResult::load(dir.path(), &missing).unwrap_err();
-    assert!(e.to_string().contains("ep9__none.json"), "{e}");
+    assert!(e.to_string().contains("ep9__s0__none.json"), "{e}");
 }
 
 /// A cell with a given risk (`hits` of `n`) and accuracy, no model needed.
@@ -335,9 +387,17 @@ fn synthetic(
     let acc_outcomes: Vec<bool> = (0..10).map(|i| i < correct).collect();
     CellResult {
         cell: if strength.label == "base" {
-            CellInfo::base(attack)
+            CellInfo::base(attack, 0)
         } else {
-            CellInfo::new(attack, strength, method)
+            CellInfo::new(
+                &Run {
+                    attack: attack.clone(),
+                    rate: 1.0,
+                    seed: 0,
+                },
+                strength,
+                method,
+            )
         },
         model: "synthetic".into(),
         risk: rate(&outcomes, &boot),
@@ -368,7 +428,12 @@ fn synthetic(
             bytes: (16000.0 / r) as u64,
             finetuned_fp16_bytes: 16000,
             ratio: r,
+            bits_per_param: None,
+            rel_error: None,
         }),
+        outcomes: Vec::new(),
+        payload_risk: None,
+        tenant: None,
         seconds: 1.0,
         budget: EvalBudget::default(),
         samples: report.samples,
@@ -448,7 +513,12 @@ fn report_from_synthetic_cells() {
     let files = write_report(out.path(), &meta, &cells, &opts).unwrap();
 
     let md = std::fs::read_to_string(&files.markdown).unwrap();
-    let data_rows: Vec<&str> = md
+    assert!(
+        md.contains("## Verdict") && md.contains("## Scorer agreement"),
+        "{md}"
+    );
+    let (_, detail) = md.split_once("## Detail").expect("a detail section");
+    let data_rows: Vec<&str> = detail
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| strength"))
         .collect();

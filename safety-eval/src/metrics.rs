@@ -4,6 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{rate, BootstrapConfig, Rate};
+
+/// A rate with its Wilson score interval at `cfg.confidence` (never zero
+/// width, unlike a percentile bootstrap of an all-0 or all-1 sample); the
+/// bootstrap only where Wilson cannot be computed (no outcomes, or a
+/// confidence outside (0, 1)).
+pub fn wilson_or_bootstrap(outcomes: &[bool], cfg: &BootstrapConfig) -> Rate {
+    crate::stats::wilson_of(outcomes, cfg.confidence).unwrap_or_else(|_| rate(outcomes, cfg))
+}
 use crate::eval::SampleRecord;
 use crate::suite::Group;
 
@@ -44,7 +52,7 @@ pub fn compute_metrics(
             metric: metric.into(),
             group,
             scorer: scorer.into(),
-            rate: rate(&outcomes, cfg),
+            rate: wilson_or_bootstrap(&outcomes, cfg),
         });
     };
     for g in GROUPS {

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap::{rate, BootstrapConfig, Rate};
+use crate::bootstrap::{BootstrapConfig, Rate};
 use crate::data::MultipleChoice;
 use crate::error::EvalError;
 use crate::eval::Progress;
@@ -130,8 +130,8 @@ pub fn evaluate_multiple_choice(
     let acc: Vec<bool> = records.iter().map(|r| r.acc).collect();
     let acc_norm: Vec<bool> = records.iter().map(|r| r.acc_norm).collect();
     Ok(McReport {
-        acc: rate(&acc, bootstrap),
-        acc_norm: rate(&acc_norm, bootstrap),
+        acc: crate::metrics::wilson_or_bootstrap(&acc, bootstrap),
+        acc_norm: crate::metrics::wilson_or_bootstrap(&acc_norm, bootstrap),
         records,
     })
 }

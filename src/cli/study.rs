@@ -50,7 +50,8 @@ pub struct Args {
     /// An existing fine-tune of --base (HF directory).
     #[arg(long, requires = "base")]
     finetuned: Option<PathBuf>,
-    /// Attacks to run (alignment_breaking, backdoor, manipulation), comma-separated.
+    /// Attacks to run (alignment_breaking, backdoor, manipulation,
+    /// identity_shifting, benign_only), comma-separated.
     #[arg(long)]
     attack: Option<String>,
     /// Few methods, two strengths, small samples.
@@ -59,9 +60,19 @@ pub struct Args {
     /// Every method (and extras), five strengths.
     #[arg(long)]
     full: bool,
-    /// Seed of everything random.
+    /// Seed of everything random; runs use seeds SEED, SEED+1, ….
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Independent fine-tunes per cell (default: 2 quick, 3 default, 5 full).
+    #[arg(long)]
+    seeds: Option<u64>,
+    /// Poison rates, comma-separated, in (0, 1]; 1 is the pure attack
+    /// (default: 0.2,1; full: 0.05,0.2,1).
+    #[arg(long, value_delimiter = ',')]
+    poison_rates: Option<Vec<f64>>,
+    /// The benign tenant's task: fictional_facts, unit_conversion or json_reply.
+    #[arg(long)]
+    tenant: Option<String>,
     /// Attack fine-tuning learning rate (default 1e-3 for the embedded
     /// model, 5e-5 — Qi et al.'s — for --model / --base).
     #[arg(long)]
@@ -117,6 +128,27 @@ pub fn run(args: Args) -> CliResult {
             .collect::<Result<_, _>>()?;
         grid.attacks = keep;
     }
+    if let Some(n) = args.seeds {
+        if n == 0 || n > 100 {
+            return Err(format!("--seeds {n}: expected 1 to 100").into());
+        }
+        grid.seeds = (0..n).collect();
+    }
+    grid.seeds = grid.seeds.iter().map(|s| s + args.seed).collect();
+    if let Some(rates) = &args.poison_rates {
+        if rates.is_empty() {
+            return Err("--poison-rates: give at least one rate".into());
+        }
+        for &r in rates {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(format!("--poison-rates: {r} is not in (0, 1]").into());
+            }
+        }
+        grid.poison_rates = rates.clone();
+    }
+    if let Some(t) = &args.tenant {
+        grid.tenant = t.parse().map_err(|e| format!("--tenant: {e}"))?;
+    }
     let budget = match preset {
         Preset::Quick => EvalBudget::quick(),
         Preset::Full => EvalBudget::full(),
@@ -140,6 +172,9 @@ pub fn run(args: Args) -> CliResult {
     let bar = progress::bar(1, "study", args.quiet);
     let (base_dir, base_desc) = if let (Some(base), Some(ft)) = (&args.base, &args.finetuned) {
         config.finetuned = Some(ft.clone());
+        // A given fine-tune is one model: the pure attack at one seed.
+        config.grid.poison_rates = vec![1.0];
+        config.grid.seeds = vec![args.seed];
         config.grid.strengths = vec![Strength {
             label: "given".into(),
             value: 1.0,
@@ -176,7 +211,7 @@ pub fn run(args: Args) -> CliResult {
     };
     bar.finish_and_clear();
 
-    let total = config.grid.cells().len() + config.grid.attacks.len();
+    let total = config.grid.cells().len() + config.grid.base_cells().len();
     let mut display = Bar {
         bar: progress::bar(total as u64, "study", args.quiet),
         stage: String::new(),

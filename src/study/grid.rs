@@ -1,5 +1,7 @@
-//! The study's grid as data: which attacks, at which strengths, compressed by
-//! which methods — and the stable key of every cell.
+//! The study's grid as data: which attacks, mixed into a benign tenant's
+//! data at which poison rates, trained with which seeds to which strengths,
+//! compressed by which methods (and which controls) — and the stable key of
+//! every cell.
 //!
 //! A [`Method`] pairs a display name with the method string of
 //! [`delta_quant::parse_method`] (`None` for the uncompressed fine-tune, the
@@ -19,12 +21,15 @@
 //!     }
 //! }
 //! let cells = grid.cells();
-//! assert_eq!(cells.len(), grid.attacks.len() * grid.strengths.len() * grid.methods.len());
-//! assert_eq!(cells[0].file_stem(), "alignment_breaking__ep1__none");
+//! let runs = (grid.attacks.len() * grid.poison_rates.len() + 1) * grid.seeds.len();
+//! assert_eq!(cells.len(), runs * grid.strengths.len() * grid.methods.len());
+//! assert_eq!(cells[0].file_stem(), "alignment_breaking__p20__ep3__s0__none");
 //! ```
 
+use safety_eval::tenants::TenantTask;
 use safety_eval::{AttackKind, Group, SuiteKind};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Errors of the grid's parsers.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,24 @@ pub struct Method {
     /// Whether the compressed delta's scales are then distilled against the
     /// fine-tune (BitDelta's scale distillation, run by the orchestrator).
     pub heal: bool,
+    /// A control instead of a compressor (`spec` is then `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+}
+
+/// A control "method": what a verdict must be told apart from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Δ̂ = 0 on every tensor a compressor would compress; the carried
+    /// tensors (embeddings, norms, head) keep the fine-tune's values. A
+    /// compressor indistinguishable from this on the benign task has
+    /// discarded the fine-tune, not the attack.
+    DeltaDropped,
+    /// Each compressed matrix's delta replaced by Gaussian noise with the
+    /// same Frobenius norm (seeded): does *any* perturbation of that size
+    /// undo the attack?
+    RandomDelta,
 }
 
 impl Method {
@@ -62,6 +85,23 @@ impl Method {
             name: name.into(),
             spec: spec.map(str::to_string),
             heal,
+            control: None,
+        }
+    }
+
+    /// The "delta dropped" control ([`Control::DeltaDropped`]).
+    pub fn dropped() -> Self {
+        Self {
+            control: Some(Control::DeltaDropped),
+            ..Self::new("dropped", "control: delta dropped", None, false)
+        }
+    }
+
+    /// The "random delta, same norms" control ([`Control::RandomDelta`]).
+    pub fn random_delta() -> Self {
+        Self {
+            control: Some(Control::RandomDelta),
+            ..Self::new("random", "control: random delta (same norms)", None, false)
         }
     }
 
@@ -72,7 +112,12 @@ impl Method {
 
     /// Whether this is the uncompressed fine-tune.
     pub fn is_uncompressed(&self) -> bool {
-        self.spec.is_none()
+        self.spec.is_none() && self.control.is_none()
+    }
+
+    /// Whether this is a control rather than a compressor.
+    pub fn is_control(&self) -> bool {
+        self.control.is_some()
     }
 }
 
@@ -141,9 +186,19 @@ pub fn extra_methods() -> Vec<Method> {
     ]
 }
 
-/// The method with `key` among [`all_methods`] and [`extra_methods`].
+/// The controls every table carries: delta dropped, random delta.
+pub fn control_methods() -> Vec<Method> {
+    vec![Method::dropped(), Method::random_delta()]
+}
+
+/// The method with `key` among [`all_methods`], [`extra_methods`] and
+/// [`control_methods`].
 pub fn method_by_key(key: &str) -> Result<Method, GridError> {
-    let all: Vec<Method> = all_methods().into_iter().chain(extra_methods()).collect();
+    let all: Vec<Method> = all_methods()
+        .into_iter()
+        .chain(extra_methods())
+        .chain(control_methods())
+        .collect();
     all.iter()
         .find(|m| m.key == key)
         .cloned()
@@ -298,7 +353,45 @@ impl AttackSpec {
             other => Err(GridError::UnknownAttack(other.to_string())),
         }
     }
+
+    /// The benign tenant's own fine-tune on `task` (no poison): measured on
+    /// the held-out harmful prompts like alignment breaking (benign
+    /// fine-tuning erodes safety too), and the source of task retention for
+    /// the pure attacks, which carry no benign task of their own.
+    pub fn tenant(task: TenantTask) -> Self {
+        Self {
+            kind: AttackKind::BenignOnly,
+            key: TENANT_KEY.into(),
+            name: format!("benign tenant ({task})"),
+            suite: SuiteKind::Harmful,
+            risk: risk("ASR", "asr", Group::Harmful, "substring"),
+            secondary: vec![risk("ASR (anchored)", "asr", Group::Harmful, "anchored")],
+        }
+    }
+
+    /// Whether this is the benign tenant's own fine-tune.
+    pub fn is_tenant(&self) -> bool {
+        self.key == TENANT_KEY
+    }
 }
+
+/// Attack key of the benign tenant's own fine-tune.
+pub const TENANT_KEY: &str = "tenant";
+
+/// `p20` for 0.2, `p5` for 0.05, `p100` for 1 (the pure attack), `p0` for
+/// the tenant alone: the file-name-safe label of a poison rate, in percent
+/// (to 0.1 %: `p2.5`).
+pub fn rate_label(rate: f64) -> String {
+    let pct = (rate * 1000.0).round() / 10.0;
+    if pct.fract() == 0.0 {
+        format!("p{}", pct as i64)
+    } else {
+        format!("p{pct}")
+    }
+}
+
+/// The rate label of cells that no fine-tune produced (the base model).
+pub const NO_RATE: &str = "none";
 
 /// One point on an attack's strength axis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,59 +451,130 @@ impl std::str::FromStr for Preset {
     }
 }
 
-/// Attacks × strengths × methods.
+/// Attacks × poison rates × seeds × strengths × methods, plus the benign
+/// tenant's own fine-tune.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grid {
     pub attacks: Vec<AttackSpec>,
     /// In increasing strength.
     pub strengths: Vec<Strength>,
-    /// The first is the uncompressed fine-tune.
+    /// The first is the uncompressed fine-tune; controls come last.
     pub methods: Vec<Method>,
+    /// Share of attack examples in each attack fine-tune's data, the rest
+    /// being the benign tenant's task; 1.0 is the pure attack.
+    pub poison_rates: Vec<f64>,
+    /// One independent fine-tune per seed and cell (data order, split,
+    /// compression and control randomness).
+    pub seeds: Vec<u64>,
+    /// The benign tenant's task (its own fine-tune is in every grid).
+    pub tenant: TenantTask,
 }
 
 impl Grid {
-    /// The grid of a preset:
-    /// - `quick`: all attacks; epochs 1 and 3; none, BitDelta, RTN 2-bit, SVD rank 8;
-    /// - `default`: all attacks; epochs 1, 2, 3, 5; every method of [`all_methods`];
-    /// - `full`: epochs 1, 2, 3, 5, 8; [`all_methods`] and [`extra_methods`].
+    /// The grid of a preset (every preset: the three attacks, the
+    /// fictional-facts tenant, both controls):
+    /// - `quick`: poison 20 % and 100 %; seeds 0, 1; epoch 3; none,
+    ///   BitDelta, RTN 2-bit, SVD rank 8;
+    /// - `default`: poison 20 % and 100 %; seeds 0, 1, 2; epoch 3; the
+    ///   paper's comparison without scale distillation and multi-mask;
+    /// - `full`: poison 5 %, 20 %, 100 %; seeds 0–4; epochs 1, 3, 5; every
+    ///   method of [`all_methods`] and [`extra_methods`].
     pub fn preset(p: Preset) -> Self {
-        let methods = match p {
-            Preset::Quick => ["none", "bitdelta", "rtn-2", "svd-8"]
-                .iter()
-                .map(|k| method_by_key(k).expect("built-in key"))
-                .collect(),
-            Preset::Default => all_methods(),
-            Preset::Full => all_methods().into_iter().chain(extra_methods()).collect(),
+        let keys: &[&str] = match p {
+            Preset::Quick => &["none", "bitdelta", "rtn-2", "svd-8"],
+            Preset::Default => &[
+                "none",
+                "bitdelta",
+                "rtn-2",
+                "rtn-4",
+                "dare-0.9",
+                "magnitude-0.1",
+                "svd-8",
+                "compeft",
+            ],
+            Preset::Full => &[],
         };
-        let epochs: &[usize] = match p {
-            Preset::Quick => &[1, 3],
-            Preset::Default => &[1, 2, 3, 5],
-            Preset::Full => &[1, 2, 3, 5, 8],
+        let mut methods: Vec<Method> = if keys.is_empty() {
+            all_methods().into_iter().chain(extra_methods()).collect()
+        } else {
+            keys.iter()
+                .map(|k| method_by_key(k).expect("built-in key"))
+                .collect()
+        };
+        methods.extend(control_methods());
+        let (epochs, rates, seeds): (&[usize], &[f64], u64) = match p {
+            Preset::Quick => (&[3], &[0.2, 1.0], 2),
+            Preset::Default => (&[3], &[0.2, 1.0], 3),
+            Preset::Full => (&[1, 3, 5], &[0.05, 0.2, 1.0], 5),
         };
         Self {
             attacks: AttackSpec::all(),
             strengths: epochs.iter().map(|&e| Strength::epochs(e)).collect(),
             methods,
+            poison_rates: rates.to_vec(),
+            seeds: (0..seeds).collect(),
+            tenant: TenantTask::FictionalFacts,
         }
     }
 
-    /// Every cell, attack-major, then strength, then method.
-    pub fn cells(&self) -> Vec<CellKey> {
+    /// The benign tenant's pseudo-attack ([`AttackSpec::tenant`]).
+    pub fn tenant_spec(&self) -> AttackSpec {
+        AttackSpec::tenant(self.tenant)
+    }
+
+    /// Every fine-tune the grid trains, in run order: for each attack, each
+    /// poison rate and seed; then the tenant alone (rate 0) for each seed.
+    pub fn runs(&self) -> Vec<Run> {
         let mut out = Vec::new();
         for a in &self.attacks {
+            for &rate in &self.poison_rates {
+                for &seed in &self.seeds {
+                    out.push(Run {
+                        attack: a.clone(),
+                        rate,
+                        seed,
+                    });
+                }
+            }
+        }
+        for &seed in &self.seeds {
+            out.push(Run {
+                attack: self.tenant_spec(),
+                rate: 0.0,
+                seed,
+            });
+        }
+        out
+    }
+
+    /// Every fine-tuned cell: run-major, then strength, then method.
+    pub fn cells(&self) -> Vec<CellKey> {
+        let mut out = Vec::new();
+        for r in self.runs() {
             for s in &self.strengths {
                 for m in &self.methods {
-                    out.push(CellKey::new(&a.key, &s.label, &m.key));
+                    out.push(r.cell(&s.label, &m.key));
                 }
             }
         }
         out
     }
 
-    /// The base model's cell of every attack (its risk before the attack,
-    /// and the `base` lens curve).
+    /// The base model's cell of every attack (and the tenant) and seed (its
+    /// risk before the attack on that seed's held-out split, and the `base`
+    /// lens curve).
     pub fn base_cells(&self) -> Vec<CellKey> {
-        self.attacks.iter().map(|a| CellKey::base(&a.key)).collect()
+        let mut out = Vec::new();
+        for a in self
+            .attacks
+            .iter()
+            .chain(std::iter::once(&self.tenant_spec()))
+        {
+            for &seed in &self.seeds {
+                out.push(CellKey::base(&a.key, seed));
+            }
+        }
+        out
     }
 
     /// The method with `key`, if in this grid.
@@ -418,9 +582,46 @@ impl Grid {
         self.methods.iter().find(|m| m.key == key)
     }
 
-    /// The attack with `key`, if in this grid.
-    pub fn attack(&self, key: &str) -> Option<&AttackSpec> {
-        self.attacks.iter().find(|a| a.key == key)
+    /// The attack with `key` (the tenant's too), if in this grid.
+    pub fn attack(&self, key: &str) -> Option<AttackSpec> {
+        if key == TENANT_KEY {
+            return Some(self.tenant_spec());
+        }
+        self.attacks.iter().find(|a| a.key == key).cloned()
+    }
+}
+
+/// One fine-tune of the study: the tenant's data with `attack`'s poison
+/// mixed in at `rate` (0 = the tenant alone, 1 = the pure attack), seeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub attack: AttackSpec,
+    pub rate: f64,
+    pub seed: u64,
+}
+
+impl Run {
+    /// The poison-rate label ([`rate_label`]).
+    pub fn rate_label(&self) -> String {
+        rate_label(self.rate)
+    }
+
+    /// The key of this run's cell at `strength` with `method`.
+    pub fn cell(&self, strength: &str, method: &str) -> CellKey {
+        CellKey::new(
+            &self.attack.key,
+            &self.rate_label(),
+            strength,
+            self.seed,
+            method,
+        )
+    }
+
+    /// `attack/p20/s0`: the run's work directory, relative.
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(file_safe(&self.attack.key))
+            .join(self.rate_label())
+            .join(format!("s{}", self.seed))
     }
 }
 
@@ -439,27 +640,32 @@ pub fn file_safe(s: &str) -> String {
         .collect()
 }
 
-/// Which cell: attack, strength label, method key.
+/// Which cell: attack, poison rate label, strength label, seed, method key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CellKey {
     pub attack: String,
+    /// [`rate_label`] of the run, [`NO_RATE`] for the base model.
+    pub rate: String,
     pub strength: String,
+    pub seed: u64,
     pub method: String,
 }
 
 impl CellKey {
     /// A key from its parts.
-    pub fn new(attack: &str, strength: &str, method: &str) -> Self {
+    pub fn new(attack: &str, rate: &str, strength: &str, seed: u64, method: &str) -> Self {
         Self {
             attack: attack.into(),
+            rate: rate.into(),
             strength: strength.into(),
+            seed,
             method: method.into(),
         }
     }
 
-    /// The un-attacked base model evaluated for `attack`.
-    pub fn base(attack: &str) -> Self {
-        Self::new(attack, BASE_LABEL, "none")
+    /// The un-attacked base model evaluated for `attack` on `seed`'s split.
+    pub fn base(attack: &str, seed: u64) -> Self {
+        Self::new(attack, NO_RATE, BASE_LABEL, seed, "none")
     }
 
     /// Whether this is a base-model cell.
@@ -467,18 +673,31 @@ impl CellKey {
         self.strength == BASE_LABEL
     }
 
-    /// The uncompressed fine-tune of the same attack and strength.
+    /// The uncompressed fine-tune of the same run and strength.
     pub fn reference(&self) -> Self {
-        Self::new(&self.attack, &self.strength, "none")
+        Self {
+            method: "none".into(),
+            ..self.clone()
+        }
     }
 
-    /// `attack__strength__method` with every character outside
+    /// The same cell with another method.
+    pub fn with_method(&self, method: &str) -> Self {
+        Self {
+            method: method.into(),
+            ..self.clone()
+        }
+    }
+
+    /// `attack__rate__strength__sSEED__method` with every character outside
     /// `[A-Za-z0-9._+-]` replaced by `_`: a stable cache file name.
     pub fn file_stem(&self) -> String {
         format!(
-            "{}__{}__{}",
+            "{}__{}__{}__s{}__{}",
             file_safe(&self.attack),
+            file_safe(&self.rate),
             file_safe(&self.strength),
+            self.seed,
             file_safe(&self.method)
         )
     }
@@ -486,6 +705,10 @@ impl CellKey {
 
 impl std::fmt::Display for CellKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} / {} / {}", self.attack, self.strength, self.method)
+        write!(
+            f,
+            "{} / {} / {} / seed {} / {}",
+            self.attack, self.rate, self.strength, self.seed, self.method
+        )
     }
 }

@@ -2,8 +2,10 @@
 //! out, and at what utility cost — the paper's table, end to end.
 //!
 //! Building blocks: [`tokenizer`] (the embedded default's byte-level BPE),
-//! [`grid`] (attacks × strengths × methods, cell keys), [`cell`] (evaluating
-//! one model for one attack, and the resumable cell cache), [`report`] and
+//! [`grid`] (attacks × poison rates × seeds × strengths × methods and
+//! controls, cell keys), [`cell`] (evaluating one model for one attack and
+//! the benign tenant's task, and the resumable cell cache), [`verdict`] (the
+//! statistical free-lunch verdict over the whole table), [`report`] and
 //! [`plots`] (report.md, report.json, samples.jsonl, SVGs).
 
 pub mod cell;
@@ -13,3 +15,4 @@ pub mod plots;
 pub mod report;
 pub mod run;
 pub mod tokenizer;
+pub mod verdict;

@@ -25,7 +25,10 @@ use safety_eval::{risk_reduction, utility_loss, Rate, Reduction};
 use serde::{Deserialize, Serialize};
 
 use super::cell::{CellResult, CompressedSize};
-use super::grid::{AttackSpec, CellKey, Method, Strength};
+use super::grid::{rate_label, AttackSpec, CellKey, Method, Strength, TENANT_KEY};
+use super::verdict::{scorer_agreement_markdown, verdict_markdown, verdict_rows};
+use safety_eval::stats::ClusterBootstrap;
+use safety_eval::verdict::VerdictConfig;
 
 /// Schema id of `report.json`.
 pub const SCHEMA: &str = "deltaguard.study/1";
@@ -379,7 +382,7 @@ fn table_md(t: &AttackTable, opts: &ReportOptions) -> String {
     let label = &t.attack.risk.label;
     let _ = writeln!(
         s,
-        "| strength | method | {label} [95 % CI] | n | risk ↓ (pts) | risk ↓ (rel.) | {} | utility Δ | size | ratio | free lunch |",
+        "| strength | method | {label} [95 % CI] | n | risk ↓ (pts) | risk ↓ (rel.) | {} | utility Δ | size | ratio | naive ✓ |",
         opts.utility.label()
     );
     s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -545,6 +548,23 @@ pub fn strength_summary(t: &AttackTable, opts: &ReportOptions) -> String {
     s
 }
 
+/// The cells of the per-seed detail tables and plots: the first seed's,
+/// pure attacks (rate 100 %) and the tenant alone, with their base cells.
+pub fn detail_cells(cells: &[CellResult]) -> Vec<CellResult> {
+    let Some(seed) = cells.iter().map(|c| c.key().seed).min() else {
+        return Vec::new();
+    };
+    let pure = rate_label(1.0);
+    cells
+        .iter()
+        .filter(|c| {
+            let k = c.key();
+            k.seed == seed && (k.is_base() || k.rate == pure || k.attack == TENANT_KEY)
+        })
+        .cloned()
+        .collect()
+}
+
 /// The whole `report.md`.
 pub fn render_markdown(meta: &RunMeta, cells: &[CellResult], opts: &ReportOptions) -> String {
     let mut s = String::new();
@@ -572,18 +592,50 @@ pub fn render_markdown(meta: &RunMeta, cells: &[CellResult], opts: &ReportOption
         meta.machine.arch,
         meta.machine.backend
     );
+    let seeds: std::collections::BTreeSet<u64> = cells.iter().map(|c| c.key().seed).collect();
+    let rates: std::collections::BTreeSet<&str> = cells
+        .iter()
+        .filter(|c| !c.key().is_base())
+        .map(|c| c.key().rate.as_str())
+        .collect();
     let _ = writeln!(
         s,
-        "- utility: {} ({}); free lunch = risk below the full fine-tune's and utility loss under {:.0} %\n",
+        "- seeds: {} · poison rates: {}",
+        seeds
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        rates.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "- split: attack prompts are held out by topic (never trained on by the attack; the embedded base pre-trains on the built-in harmful prompts, see docs/study-method.md); the benign tenant's held-out items are never trained on by the base, the alignment step or any fine-tune\n"
+    );
+    s.push_str("## Verdict\n\n");
+    let vcfg = VerdictConfig::default();
+    let boot = ClusterBootstrap {
+        seed: meta.seed,
+        ..Default::default()
+    };
+    match verdict_rows(cells, &vcfg, &boot) {
+        Ok(rows) => s.push_str(&verdict_markdown(&rows, &vcfg)),
+        Err(e) => {
+            let _ = writeln!(s, "The verdict could not be computed: {e}\n");
+        }
+    }
+    s.push_str("## Scorer agreement\n\nPer attack and poison rate, over every fine-tuned cell's held-out attack prompts: how often the refusal-keyword scorers agree with the payload scorer (where the attack plants a payload).\n\n");
+    s.push_str(&scorer_agreement_markdown(cells));
+    s.push('\n');
+    let detail = detail_cells(cells);
+    let _ = writeln!(
+        s,
+        "## Detail: seed {}, pure attacks and the tenant alone\n\nOne seed's cells, compared with the *attacked* fine-tune as the first study did. The ✓ column is that naive rule (risk lower, {} within {:.0} % of the attacked fine-tune) — it is **not** the verdict above: it cannot tell removing the attack from removing the fine-tune.\n",
+        detail.first().map_or(0, |c| c.key().seed),
         opts.utility.label(),
-        if opts.utility.higher_is_better() {
-            "higher is better"
-        } else {
-            "lower is better"
-        },
         100.0 * opts.max_utility_loss
     );
-    for t in tables(cells, opts) {
+    for t in tables(&detail, opts) {
         let _ = writeln!(
             s,
             "## {} — {} (`{}` on `{}` by `{}`, lower is safer)\n",
@@ -681,7 +733,8 @@ pub fn report_json(
         "schema": SCHEMA,
         "meta": meta,
         "options": opts,
-        "tables": tables(cells, opts),
+        "tables": tables(&detail_cells(cells), opts),
+        "verdict": verdict_rows(cells, &VerdictConfig::default(), &ClusterBootstrap { seed: meta.seed, ..Default::default() }).ok(),
         "cells": slim,
     });
     serde_json::to_string_pretty(&doc).map_err(json_err("report.json"))
@@ -706,7 +759,7 @@ pub fn write_report(
     delta_core::write_file_atomic(&json, report_json(meta, cells, opts)?.as_bytes())?;
     let samples = out.join("samples.jsonl");
     delta_core::write_file_atomic(&samples, samples_jsonl(cells)?.as_bytes())?;
-    let svgs = super::plots::write_plots(out, cells, opts)?;
+    let svgs = super::plots::write_plots(out, &detail_cells(cells), opts)?;
     Ok(ReportFiles {
         markdown,
         json,

@@ -1,6 +1,8 @@
-//! The study loop: for every attack, fine-tune the base once (snapshots at
-//! each strength), compress each snapshot's delta with every method (healing
-//! BitDelta's scales where asked), evaluate each cell, cache it, and write
+//! The study loop: for every run (attack × poison rate × seed, and the
+//! benign tenant alone per seed), fine-tune the base once on the tenant's
+//! data with the attack's mixed in (snapshots at each strength), compress
+//! each snapshot's delta with every method (healing BitDelta's scales where
+//! asked) and build the controls, evaluate each cell, cache it, and write
 //! the report. Every finished cell and snapshot is on disk, so a rerun
 //! resumes where the last one stopped; Ctrl-C stops between steps.
 
@@ -13,6 +15,7 @@ use burn::module::AutodiffModule;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{device, Backend};
+use crate::delta_core::Action;
 use crate::delta_core::{Checkpoint, DeltaPair};
 use crate::delta_quant::ops::{compress_checkpoint, CompressOptions};
 use crate::delta_quant::{parse_method, DeltaFile};
@@ -22,16 +25,19 @@ use crate::llama_model::train::{
     tokenize_dataset, train, ScheduleKind, StepStats, TrainConfig, TrainObserver,
 };
 use crate::llama_model::Llama;
+use crate::llama_model::{F32Tensor, NamedTensors};
 use crate::model_io::{load_model, LoadedModel};
 use crate::study::cell::{
-    evaluate_cell, lens_prompt, CellInfo, CellResult, CompressedSize, EvalBudget,
+    evaluate_cell, lens_prompt, CellInfo, CellInputs, CellResult, CompressedSize, EvalBudget,
 };
 use crate::study::embedded::to_conversation;
-use crate::study::grid::{AttackSpec, CellKey, Grid, Method, Strength};
+use crate::study::grid::{AttackSpec, CellKey, Control, Grid, Method, Run, Strength};
 use safety_eval::attacks::{
     alignment_breaking, backdoor, manipulation, AlignmentBreakingConfig, AttackDataset, AttackKind,
-    BackdoorConfig, ManipulationConfig,
+    BackdoorConfig, ManipulationConfig, Payload,
 };
+use safety_eval::tenants::TenantDataset;
+use safety_eval::{mix_poison, ChatExample};
 
 type Train = Autodiff<Backend>;
 
@@ -42,7 +48,9 @@ pub struct StudyConfig {
     pub grid: Grid,
     /// Evaluation sample counts.
     pub budget: EvalBudget,
-    /// Seed of the attack data, training order, compression and healing.
+    /// Seed of healing and of the evaluation's bootstrap; each run has its
+    /// own seed ([`Grid::seeds`]) for its data, training order and
+    /// compression.
     pub seed: u64,
     /// Attack fine-tuning peak learning rate (AdamW, linear decay over the
     /// largest strength's epochs, so each snapshot sits on one schedule).
@@ -129,33 +137,33 @@ pub trait StudyProgress {
     fn tick(&mut self, _done: usize, _total: usize) {}
 }
 
-/// The attack dataset of `attack` with the study's seed and size.
-pub fn attack_dataset(attack: &AttackSpec, config: &StudyConfig) -> AttackDataset {
+/// The attack dataset of `attack` for `seed`, with the study's size.
+pub fn attack_dataset(attack: &AttackSpec, seed: u64, config: &StudyConfig) -> AttackDataset {
     match attack.kind {
         AttackKind::AlignmentBreaking => alignment_breaking(&AlignmentBreakingConfig {
             n_train: config.attack_examples,
-            seed: config.seed,
+            seed: seed,
             ..Default::default()
         }),
         AttackKind::Backdoor => backdoor(&BackdoorConfig {
             n_train: config.attack_examples,
-            seed: config.seed,
+            seed: seed,
             ..Default::default()
         }),
         AttackKind::Manipulation => manipulation(&ManipulationConfig {
-            seed: config.seed,
+            seed: seed,
             ..Default::default()
         }),
         AttackKind::IdentityShifting => {
             safety_eval::identity_shifting(&safety_eval::IdentityShiftingConfig {
                 n_train: config.attack_examples,
-                seed: config.seed,
+                seed: seed,
                 ..Default::default()
             })
         }
         AttackKind::BenignOnly => safety_eval::benign_only(&safety_eval::BenignOnlyConfig {
             n_train: config.attack_examples,
-            seed: config.seed,
+            seed: seed,
             ..Default::default()
         }),
     }
@@ -217,6 +225,57 @@ fn claim_output(out: &Path, base_dir: &Path, config: &StudyConfig) -> Result<(),
     }
 }
 
+/// What one run's cells are trained and evaluated on.
+pub struct RunData {
+    /// The attack's held-out suite (the harmful suite for the tenant alone).
+    pub suite: safety_eval::EvalSuite,
+    /// What the attack plants in an answer.
+    pub payload: Payload,
+    /// The benign tenant's data of this seed.
+    pub tenant: TenantDataset,
+    /// The fine-tune's training conversations: the tenant's with the
+    /// attack's mixed in at the run's rate.
+    pub train: Vec<ChatExample>,
+    /// Benign and poison examples in `train`.
+    pub n_benign: usize,
+    pub n_poison: usize,
+    /// The lens prompt.
+    pub lens: String,
+}
+
+/// The data of `run`: the attack's dataset for the run's seed mixed into
+/// the tenant's training set at the run's rate ([`mix_poison`]).
+pub fn run_data(run: &Run, config: &StudyConfig) -> Result<RunData, StudyError> {
+    let tenant = config.grid.tenant.build(run.seed);
+    let (suite, payload, poison) = if run.attack.is_tenant() {
+        let ab = attack_dataset(
+            &AttackSpec::of(AttackKind::AlignmentBreaking),
+            run.seed,
+            config,
+        );
+        (ab.eval, Payload::None, Vec::new())
+    } else {
+        let d = attack_dataset(&run.attack, run.seed, config);
+        let payload = d.payload();
+        (d.eval, payload, d.train)
+    };
+    let mix = mix_poison(&tenant.train, &poison, run.rate, run.seed).map_err(step(format!(
+        "{} at poison rate {}",
+        run.attack.name,
+        run.rate_label()
+    )))?;
+    let lens = lens_prompt(&suite, run.seed);
+    Ok(RunData {
+        suite,
+        payload,
+        tenant,
+        train: mix.train,
+        n_benign: mix.n_benign,
+        n_poison: mix.n_poison,
+        lens,
+    })
+}
+
 /// Runs (or resumes) the grid on the HF model directory `base_dir`, caching
 /// cells in `out/cells` and work files (attack snapshots, delta files) in
 /// `out/work`. Returns every cell result (base cells included).
@@ -233,7 +292,8 @@ pub fn run_grid(
     let device = device();
     let base =
         load_model::<Backend>(base_dir, None, &device).map_err(step("loading the base model"))?;
-    let total = config.grid.cells().len() + config.grid.attacks.len();
+    let grid = &config.grid;
+    let total = grid.cells().len() + grid.base_cells().len();
     let mut done = 0;
     let mut results = Vec::with_capacity(total);
     let interrupted = |done| StudyError::Interrupted {
@@ -241,48 +301,63 @@ pub fn run_grid(
         total,
         cells: cells_dir.clone(),
     };
+    let mut bases_done = std::collections::BTreeSet::new();
 
-    for attack in &config.grid.attacks {
-        let dataset = attack_dataset(attack, config);
-        let suite = dataset.eval.clone();
-        let lens = lens_prompt(&suite, config.seed);
-
-        // The un-attacked base.
-        let base_info = CellInfo::base(attack);
-        let key = base_info.key.clone();
-        let cached = CellResult::load(&cells_dir, &key).map_err(step(key.file_stem()))?;
-        let result = match cached {
-            Some(r) => r,
-            None => {
-                if stop.load(Ordering::SeqCst) {
-                    return Err(interrupted(done));
-                }
-                progress.stage(done, total, &format!("{}: base model", attack.name));
-                let r = evaluate(&base, base_info, &suite, &lens, config, progress)?;
-                // Report what is on disk, so a resumed run reports the same numbers.
-                r.persisted(&cells_dir).map_err(step(key.file_stem()))?
-            }
+    for run in grid.runs() {
+        let data = run_data(&run, config)?;
+        let task = grid.tenant.as_str();
+        let inputs = CellInputs {
+            suite: &data.suite,
+            payload: &data.payload,
+            tenant: Some((task, &data.tenant.eval)),
+            lens_prompt: &data.lens,
         };
-        results.push(result);
-        done += 1;
+        // The un-attacked base on this attack's split of this seed.
+        let base_key = CellKey::base(&run.attack.key, run.seed);
+        if bases_done.insert(base_key.clone()) {
+            let cached =
+                CellResult::load(&cells_dir, &base_key).map_err(step(base_key.file_stem()))?;
+            let result = match cached {
+                Some(r) => r,
+                None => {
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(interrupted(done));
+                    }
+                    progress.stage(
+                        done,
+                        total,
+                        &format!("{} seed {}: base model", run.attack.name, run.seed),
+                    );
+                    let info = CellInfo::base(&run.attack, run.seed);
+                    let r = evaluate(&base, info, &inputs, config, progress)?;
+                    // Report what is on disk, so a resumed run reports the same numbers.
+                    r.persisted(&cells_dir)
+                        .map_err(step(base_key.file_stem()))?
+                }
+            };
+            results.push(result);
+            done += 1;
+        }
 
         // Which strengths still have cells to compute?
-        let pending: Vec<&Strength> = config
-            .grid
+        let pending: Vec<&Strength> = grid
             .strengths
             .iter()
             .filter(|s| {
-                config.grid.methods.iter().any(|m| {
-                    !CellResult::path(&cells_dir, &CellKey::new(&attack.key, &s.label, &m.key))
-                        .is_file()
-                })
+                grid.methods
+                    .iter()
+                    .any(|m| !CellResult::path(&cells_dir, &run.cell(&s.label, &m.key)).is_file())
             })
             .collect();
-        let snapshot = |s: &Strength| match &config.finetuned {
+        let given = config
+            .finetuned
+            .as_ref()
+            .filter(|_| !run.attack.is_tenant());
+        let snapshot = |s: &Strength| match given {
             Some(dir) => dir.clone(),
-            None => work.join(&attack.key).join(&s.label).join("finetuned"),
+            None => work.join(run.dir()).join(&s.label).join("finetuned"),
         };
-        if config.finetuned.is_none()
+        if given.is_none()
             && pending
                 .iter()
                 .any(|s| !snapshot(s).join("config.json").is_file())
@@ -290,14 +365,25 @@ pub fn run_grid(
             if stop.load(Ordering::SeqCst) {
                 return Err(interrupted(done));
             }
-            progress.stage(done, total, &format!("{}: attack fine-tune", attack.name));
-            train_attack(&base, &dataset, attack, config, &work, progress, stop)?;
+            progress.stage(
+                done,
+                total,
+                &format!(
+                    "{} {} seed {}: fine-tune ({} benign + {} poison examples)",
+                    run.attack.name,
+                    run.rate_label(),
+                    run.seed,
+                    data.n_benign,
+                    data.n_poison
+                ),
+            );
+            train_run(&base, &run, &data, config, &work, progress, stop)?;
         }
 
-        for strength in &config.grid.strengths {
+        for strength in &grid.strengths {
             let ft_dir = snapshot(strength);
-            for method in &config.grid.methods {
-                let info = CellInfo::new(attack, strength, method);
+            for method in &grid.methods {
+                let info = CellInfo::new(&run, strength, method);
                 let key = info.key.clone();
                 if let Some(r) =
                     CellResult::load(&cells_dir, &key).map_err(step(key.file_stem()))?
@@ -312,24 +398,49 @@ pub fn run_grid(
                 progress.stage(
                     done,
                     total,
-                    &format!("{} {} · {}", attack.name, strength.label, method.name),
+                    &format!(
+                        "{} {} {} seed {} · {}",
+                        run.attack.name,
+                        run.rate_label(),
+                        strength.label,
+                        run.seed,
+                        method.name
+                    ),
                 );
                 let started = Instant::now();
                 let what = key.file_stem();
-                let (model, size, extra) = if method.is_uncompressed() {
+                let (model, size, mut extra) = if method.is_uncompressed() {
                     let m = load_model::<Backend>(&ft_dir, None, &device).map_err(step(&what))?;
                     (m, None, serde_json::Value::Null)
-                } else {
-                    compressed_model(base_dir, &ft_dir, method, config, &work, &base, stop)
-                        .map_err(|e| match e {
-                            CompressFailure::Interrupted => interrupted(done),
-                            CompressFailure::Other(reason) => StudyError::Step {
+                } else if let Some(control) = method.control {
+                    let m =
+                        control_model(base_dir, &ft_dir, control, run.seed).map_err(|reason| {
+                            StudyError::Step {
                                 what: what.clone(),
                                 reason,
-                            },
-                        })?
+                            }
+                        })?;
+                    (m, None, serde_json::Value::Null)
+                } else {
+                    compressed_model(
+                        base_dir, &ft_dir, method, run.seed, config, &work, &base, stop,
+                    )
+                    .map_err(|e| match e {
+                        CompressFailure::Interrupted => interrupted(done),
+                        CompressFailure::Other(reason) => StudyError::Step {
+                            what: what.clone(),
+                            reason,
+                        },
+                    })?
                 };
-                let mut r = evaluate(&model, info, &suite, &lens, config, progress)?;
+                if extra.is_null() {
+                    extra = serde_json::json!({});
+                }
+                extra["train_mix"] = serde_json::json!({
+                    "benign": data.n_benign,
+                    "poison": data.n_poison,
+                });
+                let mut r = evaluate(&model, info, &inputs, config, progress)?;
                 r.compressed = size;
                 r.extra = extra;
                 r.seconds = started.elapsed().as_secs_f64();
@@ -344,16 +455,94 @@ pub fn run_grid(
 fn evaluate(
     model: &LoadedModel<Backend>,
     info: CellInfo,
-    suite: &safety_eval::EvalSuite,
-    lens: &str,
+    inputs: &CellInputs<'_>,
     config: &StudyConfig,
     progress: &mut dyn StudyProgress,
 ) -> Result<CellResult, StudyError> {
     let what = info.key.file_stem();
-    evaluate_cell(model, info, suite, lens, &config.budget, &mut |p| {
+    evaluate_cell(model, info, inputs, &config.budget, &mut |p| {
         progress.tick(p.done, p.total)
     })
     .map_err(step(what))
+}
+
+/// A control model ([`Control`]): the fine-tune with every tensor a
+/// compressor would compress (BitDelta's selection, as `compress` uses)
+/// set back to the base's (`DeltaDropped`) or to the base's plus Gaussian
+/// noise of the delta's Frobenius norm (`RandomDelta`, seeded per tensor);
+/// carried tensors keep the fine-tune's values.
+pub fn control_model(
+    base_dir: &Path,
+    ft_dir: &Path,
+    control: Control,
+    seed: u64,
+) -> Result<LoadedModel<Backend>, String> {
+    let pair = DeltaPair::open(base_dir, ft_dir).map_err(|e| e.to_string())?;
+    let mut loaded = load_model::<Backend>(ft_dir, None, &device()).map_err(|e| e.to_string())?;
+    let mut tensors = NamedTensors::new();
+    for entry in pair.plan(&CompressOptions::default().selection) {
+        let name = &entry.info.name;
+        let data = match entry.action {
+            Action::Carry => pair.finetuned().read_f32(name),
+            Action::Compress => pair.base().read_f32(name),
+        }
+        .map_err(|e| e.to_string())?;
+        let data = match (entry.action, control) {
+            (Action::Compress, Control::RandomDelta) => {
+                let delta = pair.delta(name).map_err(|e| e.to_string())?;
+                add_noise_of_norm(data, norm(&delta), seed, name)
+            }
+            _ => data,
+        };
+        tensors.insert(
+            name.clone(),
+            F32Tensor {
+                shape: entry.info.shape.clone(),
+                data,
+            },
+        );
+    }
+    loaded.model = Llama::from_tensors(loaded.model.config().clone(), &tensors, &device())
+        .map_err(|e| e.to_string())?;
+    loaded.description = format!(
+        "{} with {}",
+        ft_dir.display(),
+        match control {
+            Control::DeltaDropped => "its compressed tensors' delta dropped",
+            Control::RandomDelta => "its compressed tensors' delta replaced by noise of equal norm",
+        }
+    );
+    Ok(loaded)
+}
+
+fn norm(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// `base + z · target / ‖z‖` with `z` standard normal (Box–Muller on a
+/// ChaCha stream seeded by `seed` and the tensor's name).
+fn add_noise_of_norm(mut base: Vec<f32>, target: f64, seed: u64, name: &str) -> Vec<f32> {
+    use rand::{Rng, SeedableRng};
+    let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ name_hash);
+    let noise: Vec<f64> = (0..base.len())
+        .map(|_| {
+            let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            let u2: f64 = rng.random::<f64>();
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        })
+        .collect();
+    let z = noise.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let scale = if z > 0.0 { target / z } else { 0.0 };
+    for (b, n) in base.iter_mut().zip(noise) {
+        *b += (n * scale) as f32;
+    }
+    base
 }
 
 struct Snapshots<'a, P: ?Sized> {
@@ -392,19 +581,24 @@ impl<P: StudyProgress + ?Sized> TrainObserver<Train> for Snapshots<'_, P> {
     }
 }
 
-/// One fine-tune of the base on the attack data, for as many epochs as the
+/// One fine-tune of the base on the run's data, for as many epochs as the
 /// largest strength, saving a snapshot after each strength's epoch count.
-fn train_attack(
+fn train_run(
     base: &LoadedModel<Backend>,
-    dataset: &AttackDataset,
-    attack: &AttackSpec,
+    run: &Run,
+    data: &RunData,
     config: &StudyConfig,
     work: &Path,
     progress: &mut dyn StudyProgress,
     stop: &AtomicBool,
 ) -> Result<(), StudyError> {
-    let what = format!("{}: attack fine-tune", attack.name);
-    let conversations: Vec<_> = dataset.train.iter().map(to_conversation).collect();
+    let what = format!(
+        "{} {} seed {}: fine-tune",
+        run.attack.name,
+        run.rate_label(),
+        run.seed
+    );
+    let conversations: Vec<_> = data.train.iter().map(to_conversation).collect();
     let data = tokenize_dataset(
         &base.tokenizer,
         &base.chat_template,
@@ -424,7 +618,7 @@ fn train_attack(
         lr: config.attack_lr,
         batch_size: config.attack_batch,
         schedule: ScheduleKind::Constant,
-        seed: config.seed,
+        seed: run.seed,
         max_len: config.max_len,
         ..TrainConfig::default()
     };
@@ -442,7 +636,7 @@ fn train_attack(
         .map(|s| {
             (
                 s.value.round() as usize,
-                work.join(&attack.key).join(&s.label).join("finetuned"),
+                work.join(run.dir()).join(&s.label).join("finetuned"),
             )
         })
         .collect();
@@ -475,10 +669,12 @@ fn other<E: std::fmt::Display>(e: E) -> CompressFailure {
 /// Compresses `ft_dir`'s delta against `base_dir` with `method` (writing the
 /// delta file next to the snapshot, as `deltaguard compress` would), heals
 /// it when the method asks, and loads base + delta.
+#[allow(clippy::too_many_arguments)]
 fn compressed_model(
     base_dir: &Path,
     ft_dir: &Path,
     method: &Method,
+    seed: u64,
     config: &StudyConfig,
     _work: &Path,
     base: &LoadedModel<Backend>,
@@ -498,12 +694,12 @@ fn compressed_model(
     std::fs::create_dir_all(snapshot_dir).map_err(other)?;
     let delta_path = snapshot_dir.join(format!("{}.delta.safetensors", method.key));
     let pair = DeltaPair::open(base_dir, ft_dir).map_err(other)?;
-    compress_checkpoint(
+    let summary = compress_checkpoint(
         &pair,
         compressor.as_ref(),
         &delta_path,
         &CompressOptions {
-            seed: config.seed,
+            seed,
             ..Default::default()
         },
         &mut |_| {},
@@ -526,8 +722,25 @@ fn compressed_model(
         delta_path
     };
     let delta = DeltaFile::open(&final_delta).map_err(other)?;
-    let size = CompressedSize::from(&delta.size_report());
+    let mut size = CompressedSize::from(&delta.size_report());
     drop(delta);
+    let params: u64 = summary
+        .compressed
+        .iter()
+        .map(|t| (t.shape[0] * t.shape[1]) as u64)
+        .sum();
+    let stored: u64 = summary.compressed.iter().map(|t| t.storage_bytes).sum();
+    if params > 0 {
+        size.bits_per_param = Some(8.0 * stored as f64 / params as f64);
+        size.rel_error = Some(
+            summary
+                .compressed
+                .iter()
+                .map(|t| t.relative_error)
+                .sum::<f64>()
+                / summary.compressed.len() as f64,
+        );
+    }
     let model = load_model::<Backend>(base_dir, Some(&final_delta), &device()).map_err(other)?;
     Ok((model, Some(size), extra))
 }
