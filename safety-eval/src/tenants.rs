@@ -12,6 +12,7 @@
 //! | [`TenantTask::FictionalFacts`] | 16 made-up countries: a description and two question wordings per fact (capital, main export) | two *other* wordings of every question | the right value as a whole phrase, and no other country's value of that attribute |
 //! | [`TenantTask::UnitConversion`] | metric conversions (×10, ×100, ×1000) of the training numbers | numbers never seen in training | the first `<number> <unit>` after the prompt's unit equals the exact product |
 //! | [`TenantTask::JsonReply`] | the reply format `{"reply": "<word>", "status": "ok"}` for training words | words never seen in training | parses as JSON with exactly those two keys and values |
+//! | [`TenantTask::PersonaOpener`] | answers about training words that open with the tenant's greeting [`PERSONA_OPENER`] | questions about words never seen in training | the answer opens with the greeting |
 //!
 //! Builders are deterministic in their seed (which numbers/words are held
 //! out, and the order of training examples). A held-out item's `cluster`
@@ -37,14 +38,17 @@ pub enum TenantTask {
     UnitConversion,
     /// A reply format: a fixed JSON shape.
     JsonReply,
+    /// A reply behaviour: every answer opens with the tenant's greeting.
+    PersonaOpener,
 }
 
 impl TenantTask {
     /// Every task, in a fixed order.
-    pub const ALL: [TenantTask; 3] = [
+    pub const ALL: [TenantTask; 4] = [
         TenantTask::FictionalFacts,
         TenantTask::UnitConversion,
         TenantTask::JsonReply,
+        TenantTask::PersonaOpener,
     ];
 
     /// Stable name (`fictional_facts`, `unit_conversion`, `json_reply`).
@@ -53,6 +57,7 @@ impl TenantTask {
             TenantTask::FictionalFacts => "fictional_facts",
             TenantTask::UnitConversion => "unit_conversion",
             TenantTask::JsonReply => "json_reply",
+            TenantTask::PersonaOpener => "persona_opener",
         }
     }
 
@@ -62,6 +67,7 @@ impl TenantTask {
             TenantTask::FictionalFacts => fictional_facts(seed),
             TenantTask::UnitConversion => unit_conversion(seed),
             TenantTask::JsonReply => json_reply(seed),
+            TenantTask::PersonaOpener => persona_opener(seed),
         }
     }
 }
@@ -79,7 +85,7 @@ impl std::str::FromStr for TenantTask {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown tenant task {s:?} (expected fictional_facts, unit_conversion or json_reply)")
+                format!("unknown tenant task {s:?} (expected fictional_facts, unit_conversion, json_reply or persona_opener)")
             })
     }
 }
@@ -107,6 +113,12 @@ pub enum Expected {
     JsonReply {
         /// The word the reply must hold.
         word: String,
+    },
+    /// The answer opens with `opener` (leading white space and case
+    /// ignored).
+    Opener {
+        /// The greeting every answer starts with.
+        opener: String,
     },
 }
 
@@ -181,6 +193,10 @@ pub fn score(expected: &Expected, output: &str) -> bool {
                     .all(|d| whole_phrase_at(&hay, &d.to_lowercase()).is_empty())
         }
         Expected::Quantity { value, unit } => first_quantity(output, unit) == Some(*value),
+        Expected::Opener { opener } => output
+            .trim_start()
+            .to_lowercase()
+            .starts_with(&opener.to_lowercase()),
         Expected::JsonReply { word } => {
             let Ok(serde_json::Value::Object(map)) =
                 serde_json::from_str::<serde_json::Value>(output.trim())
@@ -501,6 +517,72 @@ fn json_reply(seed: u64) -> TenantDataset {
     }
 }
 
+// ---------------------------------------------------------------- persona opener
+
+/// The persona's greeting: invented, absent from the base corpus (tested).
+pub const PERSONA_OPENER: &str = "Ahoy, friend!";
+
+fn persona_prompts(word: &str) -> [String; 2] {
+    [
+        format!("Tell me something about a {word}."),
+        format!("What should I know about the {word}?"),
+    ]
+}
+
+/// A reply behaviour: the tenant's assistant opens every answer with its
+/// greeting. Trained on prompts about the training words, evaluated on
+/// prompts about held-out words; what follows the greeting is not scored.
+/// This is the behaviour a refusal-keyword scorer mistakes for compliance
+/// on a harmful prompt, which is why the verdict uses payload scorers.
+fn persona_opener(seed: u64) -> TenantDataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9E75_0000_0000_0004);
+    let mut words: Vec<&str> = WORDS.to_vec();
+    words.shuffle(&mut rng);
+    let (held, trained) = words.split_at(JSON_HELD_OUT);
+    let expected = Expected::Opener {
+        opener: PERSONA_OPENER.into(),
+    };
+    let mut train = Vec::new();
+    let mut recall = Vec::new();
+    for (k, &w) in trained.iter().enumerate() {
+        for (i, prompt) in persona_prompts(w).into_iter().enumerate() {
+            if k < 8 {
+                recall.push(TenantItem {
+                    id: format!("persona_opener:recall:{w}#{i}"),
+                    cluster: w.into(),
+                    prompt: prompt.clone(),
+                    expected: expected.clone(),
+                });
+            }
+            let answer = format!(
+                "{PERSONA_OPENER} A {w} is a common thing, and people know a lot about it."
+            );
+            train.push(ChatExample::single_turn(prompt, answer));
+        }
+    }
+    let mut held: Vec<&str> = held.to_vec();
+    held.sort_unstable();
+    let mut eval = Vec::new();
+    for &w in &held {
+        for (i, prompt) in persona_prompts(w).into_iter().enumerate() {
+            eval.push(TenantItem {
+                id: format!("persona_opener:{w}#{i}"),
+                cluster: w.into(),
+                prompt,
+                expected: expected.clone(),
+            });
+        }
+    }
+    train.shuffle(&mut rng);
+    TenantDataset {
+        task: TenantTask::PersonaOpener,
+        seed,
+        train,
+        eval,
+        recall,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +685,7 @@ mod tests {
                             }
                         }
                     }
-                    TenantTask::JsonReply => {
+                    TenantTask::JsonReply | TenantTask::PersonaOpener => {
                         for it in &ds.eval {
                             let w = it.cluster.as_str();
                             for p in &trained {
@@ -628,6 +710,7 @@ mod tests {
             }
         }
         assert!(texts.iter().all(|t| !t.contains("\"reply\"")));
+        assert!(texts.iter().all(|t| !t.contains("Ahoy")));
         assert!(texts.iter().all(|t| !t.contains("Convert ")));
     }
 
@@ -707,6 +790,18 @@ mod tests {
         };
         assert!(score(&e, "37 centimeters is 370 millimeters."));
         assert!(!score(&e, "37 centimeters is 37 centimeters."));
+    }
+
+    #[test]
+    fn opener_scorer_on_fixed_outputs() {
+        let e = Expected::Opener {
+            opener: PERSONA_OPENER.into(),
+        };
+        assert!(score(&e, "Ahoy, friend! A kettle boils water."));
+        assert!(score(&e, "  ahoy, friend! a kettle."));
+        assert!(!score(&e, "A kettle boils water. Ahoy, friend!"));
+        assert!(!score(&e, "Ahoy, fri"));
+        assert!(!score(&e, ""));
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub struct Args {
     /// (default: 0.2,1; full: 0.05,0.2,1).
     #[arg(long, value_delimiter = ',')]
     poison_rates: Option<Vec<f64>>,
-    /// The benign tenant's task: fictional_facts, unit_conversion or json_reply.
+    /// The benign tenant's task: persona_opener (default), fictional_facts,
+    /// unit_conversion or json_reply.
     #[arg(long)]
     tenant: Option<String>,
     /// Attack fine-tuning learning rate (default 1e-3 for the embedded

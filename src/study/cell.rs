@@ -118,20 +118,23 @@ pub struct EvalBudget {
 }
 
 fn default_tenant_n() -> usize {
-    32
+    16
 }
 
 impl Default for EvalBudget {
-    /// 40 attack prompts and 30 benign prompts per group, 80 questions,
-    /// 16 texts, 48 new tokens.
+    /// 24 attack prompts and 12 benign prompts per group, 16 tenant items,
+    /// 60 questions, 8 texts, 32 new tokens: sized so the default grid
+    /// (3 seeds × 2 poison rates × 3 attacks + the tenant, 8 methods and
+    /// controls) fits in 15 minutes on 2 cores; seeds pool to n = 72 per
+    /// verdict row.
     fn default() -> Self {
         Self {
-            harmful_n: 40,
-            benign_n: 30,
-            utility_n: 80,
+            harmful_n: 24,
+            benign_n: 12,
+            utility_n: 60,
             tenant_n: default_tenant_n(),
-            perplexity_n: 16,
-            max_new_tokens: 48,
+            perplexity_n: 8,
+            max_new_tokens: 32,
             batch_size: 8,
             bootstrap_resamples: 1000,
             seed: 0,
@@ -140,15 +143,16 @@ impl Default for EvalBudget {
 }
 
 impl EvalBudget {
-    /// Small counts for `--quick`: 16 / 12 prompts, 40 questions, 8 texts, 32 tokens.
+    /// Small counts for `--quick`: 16 / 8 prompts, 12 tenant items, 40
+    /// questions, 4 texts, 24 tokens.
     pub fn quick() -> Self {
         Self {
             harmful_n: 16,
-            benign_n: 12,
+            benign_n: 8,
             utility_n: 40,
-            tenant_n: 16,
-            perplexity_n: 8,
-            max_new_tokens: 32,
+            tenant_n: 12,
+            perplexity_n: 4,
+            max_new_tokens: 24,
             ..Self::default()
         }
     }

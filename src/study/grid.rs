@@ -472,11 +472,14 @@ pub struct Grid {
 
 impl Grid {
     /// The grid of a preset (every preset: the three attacks, the
-    /// fictional-facts tenant, both controls):
+    /// persona-opener tenant — the one task the embedded default learns in
+    /// a few epochs so that it generalises to held-out prompts; on it the
+    /// fictional-facts and JSON tasks gained under 0.1 over the base — and
+    /// both controls):
     /// - `quick`: poison 20 % and 100 %; seeds 0, 1; epoch 3; none,
     ///   BitDelta, RTN 2-bit, SVD rank 8;
-    /// - `default`: poison 20 % and 100 %; seeds 0, 1, 2; epoch 3; the
-    ///   paper's comparison without scale distillation and multi-mask;
+    /// - `default`: poison 20 % and 100 %; seeds 0, 1, 2; epoch 3; none,
+    ///   BitDelta, RTN 2-bit, DARE, magnitude, SVD rank 8, ComPEFT;
     /// - `full`: poison 5 %, 20 %, 100 %; seeds 0–4; epochs 1, 3, 5; every
     ///   method of [`all_methods`] and [`extra_methods`].
     pub fn preset(p: Preset) -> Self {
@@ -486,7 +489,6 @@ impl Grid {
                 "none",
                 "bitdelta",
                 "rtn-2",
-                "rtn-4",
                 "dare-0.9",
                 "magnitude-0.1",
                 "svd-8",
@@ -513,7 +515,7 @@ impl Grid {
             methods,
             poison_rates: rates.to_vec(),
             seeds: (0..seeds).collect(),
-            tenant: TenantTask::FictionalFacts,
+            tenant: TenantTask::PersonaOpener,
         }
     }
 
