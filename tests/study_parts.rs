@@ -589,3 +589,58 @@ fn metadata_helpers() {
     let m = MachineInfo::detect();
     assert!(m.cores >= 1 && !m.cpu_model.is_empty());
 }
+
+#[test]
+fn public_eval_sets_replace_the_harmful_prompts_in_their_chat_frame() {
+    use deltaguard::study::run::{with_external_harmful, EvalSet, EvalSetKind};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("harmbench")).unwrap();
+    std::fs::write(
+        dir.path().join("harmbench/harmbench_prompts.txt"),
+        "Give instructions for X\nWrite a guide to Y\n",
+    )
+    .unwrap();
+    let set = EvalSet::in_dir(EvalSetKind::HarmBench, dir.path());
+    let prompts = set.load().unwrap();
+    assert_eq!(prompts.len(), 2);
+    // Identity shifting asks its prompts under the AOA system prompt: the
+    // public prompts keep that frame; benign items stay.
+    let aoa = safety_eval::identity_shifting(&Default::default()).eval;
+    let frame_len = aoa
+        .items
+        .iter()
+        .find(|i| i.group == Group::Harmful)
+        .unwrap()
+        .messages
+        .len();
+    let replaced = with_external_harmful(&aoa, set.name(), &prompts);
+    let harmful: Vec<_> = replaced
+        .items
+        .iter()
+        .filter(|i| i.group == Group::Harmful)
+        .collect();
+    assert_eq!(harmful.len(), 2);
+    assert_eq!(harmful[1].prompt, "Write a guide to Y");
+    assert_eq!(harmful[1].messages.len(), frame_len);
+    assert_eq!(
+        harmful[1].messages.last().unwrap().content,
+        "Write a guide to Y"
+    );
+    assert_eq!(
+        replaced
+            .items
+            .iter()
+            .filter(|i| i.group != Group::Harmful)
+            .count(),
+        aoa.items
+            .iter()
+            .filter(|i| i.group != Group::Harmful)
+            .count()
+    );
+    // A missing set names its path.
+    let missing = EvalSet::in_dir(EvalSetKind::DoNotAnswer, dir.path());
+    let e = missing.load().unwrap_err();
+    assert!(e.to_string().contains("donotanswer"), "{e}");
+    assert!("harmbench".parse::<EvalSetKind>().is_ok());
+    assert!("advbench".parse::<EvalSetKind>().is_err());
+}

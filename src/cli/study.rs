@@ -70,6 +70,14 @@ pub struct Args {
     /// (default: 0.2,1; full: 0.05,0.2,1).
     #[arg(long, value_delimiter = ',')]
     poison_rates: Option<Vec<f64>>,
+    /// Score harmful-prompt suites on a public held-out set instead of the
+    /// built-in prompts: harmbench or donotanswer (fetched by
+    /// scripts/fetch-evalsets.sh; every row is evaluated).
+    #[arg(long)]
+    eval_set: Option<String>,
+    /// Where scripts/fetch-evalsets.sh put the sets.
+    #[arg(long, default_value = "evalsets")]
+    eval_sets_dir: PathBuf,
     /// The benign tenant's task: persona_opener (default), fictional_facts,
     /// unit_conversion or json_reply.
     #[arg(long)]
@@ -158,6 +166,22 @@ pub fn run(args: Args) -> CliResult {
     let mut config = StudyConfig::new(grid, budget);
     config.seed = args.seed;
     config.budget.seed = args.seed;
+    if let Some(name) = &args.eval_set {
+        let kind: deltaguard::study::run::EvalSetKind =
+            name.parse().map_err(|e| format!("--eval-set: {e}"))?;
+        let set = deltaguard::study::run::EvalSet::in_dir(kind, &args.eval_sets_dir);
+        if !set.path.exists() {
+            return Err(format!(
+                "--eval-set {name}: {} does not exist; run scripts/fetch-evalsets.sh {} first",
+                set.path.display(),
+                args.eval_sets_dir.display()
+            )
+            .into());
+        }
+        // Every row of a public set is evaluated.
+        config.budget.harmful_n = usize::MAX;
+        config.eval_set = Some(set);
+    }
     let real_model = args.model.is_some() || args.base.is_some();
     config.attack_lr = args
         .attack_lr

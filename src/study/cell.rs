@@ -118,23 +118,23 @@ pub struct EvalBudget {
 }
 
 fn default_tenant_n() -> usize {
-    16
+    12
 }
 
 impl Default for EvalBudget {
-    /// 24 attack prompts and 12 benign prompts per group, 16 tenant items,
-    /// 60 questions, 8 texts, 32 new tokens: sized so the default grid
-    /// (3 seeds × 2 poison rates × 3 attacks + the tenant, 8 methods and
-    /// controls) fits in 15 minutes on 2 cores; seeds pool to n = 72 per
-    /// verdict row.
+    /// 24 attack prompts and 8 benign prompts per group, 12 tenant items,
+    /// 48 questions, 4 texts, 24 new tokens (the payload and opener scorers
+    /// look at the start of an answer): sized so the default grid (3 seeds ×
+    /// 2 poison rates × 3 attacks + the tenant, 8 methods and controls) fits
+    /// in 15 minutes on 2 cores; seeds pool to n = 72 per verdict row.
     fn default() -> Self {
         Self {
             harmful_n: 24,
-            benign_n: 12,
-            utility_n: 60,
+            benign_n: 8,
+            utility_n: 48,
             tenant_n: default_tenant_n(),
-            perplexity_n: 8,
-            max_new_tokens: 32,
+            perplexity_n: 4,
+            max_new_tokens: 24,
             batch_size: 8,
             bootstrap_resamples: 1000,
             seed: 0,
@@ -143,14 +143,14 @@ impl Default for EvalBudget {
 }
 
 impl EvalBudget {
-    /// Small counts for `--quick`: 16 / 8 prompts, 12 tenant items, 40
+    /// Small counts for `--quick`: 16 / 8 prompts, 8 tenant items, 40
     /// questions, 4 texts, 24 tokens.
     pub fn quick() -> Self {
         Self {
             harmful_n: 16,
             benign_n: 8,
             utility_n: 40,
-            tenant_n: 12,
+            tenant_n: 8,
             perplexity_n: 4,
             max_new_tokens: 24,
             ..Self::default()

@@ -479,7 +479,7 @@ impl Grid {
     /// - `quick`: poison 20 % and 100 %; seeds 0, 1; epoch 3; none,
     ///   BitDelta, RTN 2-bit, SVD rank 8;
     /// - `default`: poison 20 % and 100 %; seeds 0, 1, 2; epoch 3; none,
-    ///   BitDelta, RTN 2-bit, DARE, magnitude, SVD rank 8, ComPEFT;
+    ///   BitDelta, RTN 2-bit, magnitude, SVD rank 8, ComPEFT;
     /// - `full`: poison 5 %, 20 %, 100 %; seeds 0–4; epochs 1, 3, 5; every
     ///   method of [`all_methods`] and [`extra_methods`].
     pub fn preset(p: Preset) -> Self {
@@ -489,7 +489,6 @@ impl Grid {
                 "none",
                 "bitdelta",
                 "rtn-2",
-                "dare-0.9",
                 "magnitude-0.1",
                 "svd-8",
                 "compeft",

@@ -69,6 +69,123 @@ pub struct StudyConfig {
     /// attacks: every strength of the grid then names this one model.
     #[serde(default)]
     pub finetuned: Option<PathBuf>,
+    /// Public held-out harmful prompts that replace the built-in ones in
+    /// every harmful-prompt suite (alignment breaking, identity shifting,
+    /// benign-only, the tenant alone). They never enter a training set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_set: Option<EvalSet>,
+}
+
+/// A public harmful-prompt set on disk (`scripts/fetch-evalsets.sh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalSet {
+    pub kind: EvalSetKind,
+    /// `harmbench_prompts.txt` for HarmBench, the directory of `*.jsonl`
+    /// files for Do-Not-Answer.
+    pub path: PathBuf,
+}
+
+/// Which public set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalSetKind {
+    /// HarmBench's 200 standard behaviours (MIT).
+    HarmBench,
+    /// Do-Not-Answer's 939 prompts in 5 risk areas (Apache-2.0).
+    DoNotAnswer,
+}
+
+impl std::str::FromStr for EvalSetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "harmbench" => Ok(Self::HarmBench),
+            "donotanswer" | "do-not-answer" => Ok(Self::DoNotAnswer),
+            other => Err(format!(
+                "unknown evaluation set {other:?} (expected harmbench or donotanswer)"
+            )),
+        }
+    }
+}
+
+impl EvalSet {
+    /// The set under `dir` as `scripts/fetch-evalsets.sh` lays it out.
+    pub fn in_dir(kind: EvalSetKind, dir: &Path) -> Self {
+        let path = match kind {
+            EvalSetKind::HarmBench => dir.join("harmbench").join("harmbench_prompts.txt"),
+            EvalSetKind::DoNotAnswer => dir.join("donotanswer"),
+        };
+        Self { kind, path }
+    }
+
+    /// Short name (`harmbench`, `donotanswer`).
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            EvalSetKind::HarmBench => "harmbench",
+            EvalSetKind::DoNotAnswer => "donotanswer",
+        }
+    }
+
+    /// `(topic, prompt)` pairs: topic `harmbench` or the Do-Not-Answer risk
+    /// area.
+    pub fn load(&self) -> Result<Vec<(String, String)>, safety_eval::LoadError> {
+        Ok(match self.kind {
+            EvalSetKind::HarmBench => safety_eval::loaders::read_prompt_lines(&self.path)?
+                .into_iter()
+                .map(|p| ("harmbench".to_string(), p))
+                .collect(),
+            EvalSetKind::DoNotAnswer => safety_eval::loaders::read_donotanswer(&self.path)?
+                .into_iter()
+                .map(|r| (r.area, r.prompt))
+                .collect(),
+        })
+    }
+}
+
+/// `suite` with its harmful prompts replaced by `prompts`, each asked in the
+/// same chat frame as the suite's first harmful item (so identity shifting
+/// keeps its system prompt); other groups are kept.
+pub fn with_external_harmful(
+    suite: &safety_eval::EvalSuite,
+    set_name: &str,
+    prompts: &[(String, String)],
+) -> safety_eval::EvalSuite {
+    use safety_eval::{Group, Message};
+    let frame: Vec<Message> = suite
+        .items
+        .iter()
+        .find(|i| i.group == Group::Harmful)
+        .map(|i| i.messages[..i.messages.len().saturating_sub(1)].to_vec())
+        .unwrap_or_default();
+    let mut items: Vec<safety_eval::suite::EvalItem> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, (topic, prompt))| {
+            let mut it = safety_eval::suite::EvalItem::new(
+                format!("{set_name}#{i}"),
+                Group::Harmful,
+                set_name,
+                topic.as_str(),
+                prompt.as_str(),
+            );
+            let mut messages = frame.clone();
+            messages.push(Message::user(prompt.as_str()));
+            it.messages = messages;
+            it
+        })
+        .collect();
+    items.extend(
+        suite
+            .items
+            .iter()
+            .filter(|i| i.group != Group::Harmful)
+            .cloned(),
+    );
+    safety_eval::EvalSuite {
+        name: format!("{}+{set_name}", suite.name),
+        kind: suite.kind,
+        items,
+    }
 }
 
 impl StudyConfig {
@@ -85,6 +202,7 @@ impl StudyConfig {
             heal_steps: 60,
             heal_seq_len: 64,
             finetuned: None,
+            eval_set: None,
         }
     }
 }
@@ -264,6 +382,16 @@ pub fn run_data(run: &Run, config: &StudyConfig) -> Result<RunData, StudyError> 
         run.attack.name,
         run.rate_label()
     )))?;
+    let suite = match (&config.eval_set, run.attack.suite) {
+        (Some(set), safety_eval::SuiteKind::Harmful) => {
+            let prompts = set.load().map_err(step(format!(
+                "loading the {} prompts (scripts/fetch-evalsets.sh fetches them)",
+                set.name()
+            )))?;
+            with_external_harmful(&suite, set.name(), &prompts)
+        }
+        _ => suite,
+    };
     let lens = lens_prompt(&suite, run.seed);
     Ok(RunData {
         suite,
