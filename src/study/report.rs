@@ -672,14 +672,16 @@ fn json_err(what: &str) -> impl FnOnce(serde_json::Error) -> ReportError + '_ {
 
 /// The `samples.jsonl` text: one line per generated answer (`kind:
 /// generation`, the safety-eval sample record) and per multiple-choice
-/// question (`kind: multiple_choice`), each with its cell's attack,
-/// strength and method.
+/// question (`kind: multiple_choice`), each with its cell's attack, poison
+/// rate, seed, strength and method.
 pub fn samples_jsonl(cells: &[CellResult]) -> Result<String, ReportError> {
     let mut out = String::new();
     for c in cells {
         let head = |kind: &str| {
             serde_json::json!({
                 "attack": c.key().attack,
+                "poison": c.key().rate,
+                "seed": c.key().seed,
                 "strength": c.key().strength,
                 "method": c.key().method,
                 "kind": kind,
