@@ -7,6 +7,9 @@
 //! | [`tenant`] | the shared [`Base`] and validated [`Tenant`]s |
 //! | [`forward`] | one batched forward step over sequences of any tenants |
 //! | [`engine`] | the engine thread: bounded queue, fair admission, continuous batching |
+//! | [`http`] | the OpenAI-compatible server (axum): routes, auth, streaming, drain |
+//! | [`api`] | OpenAI request / error shapes, stop strings |
+//! | [`keys`] | the API keys file |
 //! | [`metrics`] | Prometheus metrics |
 //!
 //! A tenant never materialises `W_base + Δ̂`: per projection the base weight
@@ -44,8 +47,11 @@
 //! assert!(tokens.len() <= 16);
 //! ```
 
+pub mod api;
 pub mod engine;
 pub mod forward;
+pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod payload;
 pub mod tenant;
