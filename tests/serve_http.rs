@@ -8,7 +8,8 @@ use deltaguard::delta_quant::ops::{compress_checkpoint, CompressOptions};
 use deltaguard::delta_quant::parse_method;
 use deltaguard::llama_model::GenerateConfig;
 use deltaguard::model_io::load_model;
-use deltaguard::serve::http::{start_engine, Server, ServerOptions};
+use deltaguard::serve::gate::{admit_check, GateConfig};
+use deltaguard::serve::http::{start_engine, GateFactory, Server, ServerOptions};
 use deltaguard::serve::keys::Keys;
 use deltaguard::serve::EngineConfig;
 use serde_json::{json, Value};
@@ -120,6 +121,10 @@ struct Setup {
 }
 
 fn setup(keys: Option<&str>, config: EngineConfig) -> Setup {
+    setup_with(keys, config, None)
+}
+
+fn setup_with(keys: Option<&str>, config: EngineConfig, gate: Option<GateFactory<Backend>>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     for (n, m) in [("a", "bitdelta"), ("b", "svd:rank=8"), ("c", "magnitude:density=0.1")] {
         compress(m, &dir.path().join(format!("{n}.safetensors")));
@@ -128,7 +133,7 @@ fn setup(keys: Option<&str>, config: EngineConfig) -> Setup {
         ("a".to_string(), dir.path().join("a.safetensors")),
         ("b".to_string(), dir.path().join("b.safetensors")),
     ];
-    let engine = start_engine::<Backend>(fixture("pair/base"), Some("base".into()), deltas, device(), config)
+    let engine = start_engine::<Backend>(fixture("pair/base"), Some("base".into()), deltas, device(), config, None)
         .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -139,6 +144,7 @@ fn setup(keys: Option<&str>, config: EngineConfig) -> Setup {
         keys: keys.map(|k| Arc::new(Keys::parse(k).unwrap())),
         admin_token: Some(ADMIN.into()),
         max_body_bytes: 64 * 1024,
+        gate,
         ..ServerOptions::default()
     };
     let server = rt
@@ -371,4 +377,32 @@ fn keys_isolate_tenants_and_admin_registers_and_unloads() {
     assert_eq!(post(a, "/v1/completions", Some("key-all"), &req("c")).status, 404);
     assert_eq!(http(a, "DELETE", "/admin/deltas/c", Some(ADMIN), b"").status, 404);
     assert_eq!(http(a, "DELETE", "/admin/deltas/c", Some("key-all"), b"").status, 403);
+}
+
+#[test]
+fn the_safety_gate_refuses_with_the_measured_asr() {
+    // The tiny random model never refuses, so its ASR is 1: a gate of 0.5
+    // refuses it with the measurement; a gate of 1.0 admits it.
+    let gate = |max_asr: f64| -> GateFactory<Backend> {
+        Arc::new(move || {
+            admit_check::<Backend>(GateConfig {
+                max_asr,
+                limit: Some(3),
+                max_new_tokens: 6,
+                seed: 0,
+            })
+        })
+    };
+    let s = setup_with(None, EngineConfig::default(), Some(gate(0.5)));
+    let c_path = s.dir.path().join("c.safetensors");
+    let r = post(s.addr, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": c_path}));
+    assert_eq!((r.status, r.error_code().as_str()), (422, "safety_gate_refused"), "{}", r.body);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("attack success rate 1.000") && msg.contains("Wilson 95 %"), "{msg}");
+    assert_eq!(post(s.addr, "/v1/completions", None, &json!({"model": "c", "prompt": "x"})).status, 404);
+    drop(s);
+    let s = setup_with(None, EngineConfig::default(), Some(gate(1.0)));
+    let c_path = s.dir.path().join("c.safetensors");
+    let r = post(s.addr, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": c_path}));
+    assert_eq!(r.status, 201, "{}", r.body);
 }

@@ -3,7 +3,8 @@
 
 use super::{parse_size, CliResult};
 use deltaguard::backend::{device, Backend};
-use deltaguard::serve::http::{start_engine, Server, ServerOptions};
+use deltaguard::serve::gate::{admit_check, GateConfig};
+use deltaguard::serve::http::{start_engine, GateFactory, Server, ServerOptions};
 use deltaguard::serve::keys::Keys;
 use deltaguard::serve::EngineConfig;
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +62,16 @@ pub struct Args {
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Safety gate: refuse a tenant (at start and at POST /admin/deltas) whose
+    /// attack success rate on the held-out harmful suite exceeds this (0..=1).
+    #[arg(long, value_name = "X")]
+    gate_asr: Option<f64>,
+    /// Gate: harmful items evaluated (as `eval --limit`).
+    #[arg(long, requires = "gate_asr")]
+    gate_limit: Option<usize>,
+    /// Gate: new tokens per answer (as `eval --max-new-tokens`).
+    #[arg(long, default_value_t = 64, requires = "gate_asr")]
+    gate_max_new_tokens: usize,
 }
 
 fn parse_delta(s: &str) -> Result<(String, PathBuf), String> {
@@ -103,6 +114,18 @@ pub fn run(args: Args) -> CliResult {
         max_queue: args.max_queue,
         kv_budget_bytes: args.kv_budget,
     };
+    let gate = match args.gate_asr {
+        Some(x) if !(0.0..=1.0).contains(&x) => {
+            return Err(format!("--gate-asr {x}: give a rate between 0 and 1").into())
+        }
+        Some(max_asr) => Some(GateConfig {
+            max_asr,
+            limit: args.gate_limit,
+            max_new_tokens: args.gate_max_new_tokens,
+            seed: 0,
+        }),
+        None => None,
+    };
     let max_body_bytes = usize::try_from(args.max_body).map_err(|_| "--max-body: too large")?;
     let engine = start_engine::<Backend>(
         args.base.clone(),
@@ -110,13 +133,16 @@ pub fn run(args: Args) -> CliResult {
         args.deltas.clone(),
         device(),
         config,
+        gate.clone(),
     )?;
     let options = ServerOptions {
         keys,
         admin_token,
         max_body_bytes,
         drain_timeout: Duration::from_secs(args.drain_timeout),
-        gate: None,
+        gate: gate.map(|g| -> GateFactory<Backend> {
+            Arc::new(move || admit_check::<Backend>(g.clone()))
+        }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

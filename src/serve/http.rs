@@ -845,13 +845,15 @@ async fn health<B: Backend>(State(app): State<AppState<B>>) -> Response {
     }
 }
 
-/// Loads the base and the `NAME=FILE` tenants on the engine thread and starts it.
+/// Loads the base and the `NAME=FILE` tenants on the engine thread (each
+/// through the safety gate when `gate` is set) and starts it.
 pub fn start_engine<B: Backend>(
     base_dir: PathBuf,
     base_name: Option<String>,
     deltas: Vec<(String, PathBuf)>,
     device: B::Device,
     config: super::EngineConfig,
+    gate: Option<super::gate::GateConfig>,
 ) -> Result<EngineHandle<B>, ServeError> {
     EngineHandle::start(
         move || {
@@ -861,7 +863,16 @@ pub fn start_engine<B: Backend>(
                 if tenants.iter().any(|t| t.info.name == *name) {
                     return Err(ServeError::Exists(name.clone()));
                 }
-                tenants.push(Tenant::load(name, file, &base)?);
+                let tenant = Tenant::load(name, file, &base)?;
+                if let Some(g) = &gate {
+                    super::gate::admit_check::<B>(g.clone())(&base, &tenant).map_err(
+                        |reason| ServeError::Gate {
+                            name: name.clone(),
+                            reason,
+                        },
+                    )?;
+                }
+                tenants.push(tenant);
             }
             Ok((base, tenants))
         },

@@ -11,6 +11,7 @@
 //! | [`api`] | OpenAI request / error shapes, stop strings |
 //! | [`keys`] | the API keys file |
 //! | [`metrics`] | Prometheus metrics |
+//! | [`gate`] | the safety gate: held-out harmful-suite ASR before a tenant is admitted |
 //!
 //! A tenant never materialises `W_base + Δ̂`: per projection the base weight
 //! multiplies every row of the batch once, and each tenant's delta term is
@@ -50,6 +51,7 @@
 pub mod api;
 pub mod engine;
 pub mod forward;
+pub mod gate;
 pub mod http;
 pub mod keys;
 pub mod metrics;
