@@ -52,7 +52,11 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         .arg(&delta)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_deltaguard"))
         .args(["serve", "--base-name", "base", "--port", "0", "--base"])
         .arg(fixture("pair/base"))
@@ -64,8 +68,14 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     let mut line = String::new();
     let addr = loop {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited early");
-        if let Some(a) = line.trim().strip_prefix("deltaguard serve: listening on http://") {
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited early"
+        );
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("deltaguard serve: listening on http://")
+        {
             break a.to_string();
         }
     };
@@ -105,7 +115,10 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     stream.read_to_end(&mut rest).unwrap();
     got.extend(rest);
     let text = String::from_utf8_lossy(&got);
-    assert!(text.contains("data: [DONE]"), "the in-flight stream was cut: {text}");
+    assert!(
+        text.contains("data: [DONE]"),
+        "the in-flight stream was cut: {text}"
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }

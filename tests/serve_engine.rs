@@ -9,8 +9,7 @@ use deltaguard::delta_quant::parse_method;
 use deltaguard::llama_model::{GenerateConfig, Sampling};
 use deltaguard::model_io::load_model;
 use deltaguard::serve::{
-    Base, EngineConfig, EngineHandle, Finish, GenEvent, GenParams, ServeError, SubmitError,
-    Tenant,
+    Base, EngineConfig, EngineHandle, Finish, GenEvent, GenParams, ServeError, SubmitError, Tenant,
 };
 use std::path::{Path, PathBuf};
 
@@ -199,7 +198,9 @@ fn bad_requests_and_bad_tenants_are_typed_errors() {
         None,
     )
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let err = rt
         .block_on(e.register("other".into(), other.clone(), None))
         .unwrap_err();

@@ -57,7 +57,10 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
     fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -80,7 +83,14 @@ fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: &[u
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -88,7 +98,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: &[u
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     Reply {
         status,
         headers,
@@ -124,17 +138,32 @@ fn setup(keys: Option<&str>, config: EngineConfig) -> Setup {
     setup_with(keys, config, None)
 }
 
-fn setup_with(keys: Option<&str>, config: EngineConfig, gate: Option<GateFactory<Backend>>) -> Setup {
+fn setup_with(
+    keys: Option<&str>,
+    config: EngineConfig,
+    gate: Option<GateFactory<Backend>>,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    for (n, m) in [("a", "bitdelta"), ("b", "svd:rank=8"), ("c", "magnitude:density=0.1")] {
+    for (n, m) in [
+        ("a", "bitdelta"),
+        ("b", "svd:rank=8"),
+        ("c", "magnitude:density=0.1"),
+    ] {
         compress(m, &dir.path().join(format!("{n}.safetensors")));
     }
     let deltas = vec![
         ("a".to_string(), dir.path().join("a.safetensors")),
         ("b".to_string(), dir.path().join("b.safetensors")),
     ];
-    let engine = start_engine::<Backend>(fixture("pair/base"), Some("base".into()), deltas, device(), config, None)
-        .unwrap();
+    let engine = start_engine::<Backend>(
+        fixture("pair/base"),
+        Some("base".into()),
+        deltas,
+        device(),
+        config,
+        None,
+    )
+    .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -196,7 +225,10 @@ fn completions_chat_models_and_streaming() {
     let v = r.json();
     let want = greedy_tokens(Some(&s.dir.path().join("a.safetensors")), &prompt, 8);
     let m = load_model::<Backend>(&fixture("pair/base"), None, &device()).unwrap();
-    assert_eq!(v["choices"][0]["text"], m.tokenizer.decode(&want, true).unwrap());
+    assert_eq!(
+        v["choices"][0]["text"],
+        m.tokenizer.decode(&want, true).unwrap()
+    );
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["usage"]["prompt_tokens"], 4);
     assert_eq!(v["usage"]["completion_tokens"], want.len());
@@ -217,13 +249,19 @@ fn completions_chat_models_and_streaming() {
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
-    let full = v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    let full = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut stream_req = chat.clone();
     stream_req["stream"] = json!(true);
     stream_req["stream_options"] = json!({"include_usage": true});
     let r = post(s.addr, "/v1/chat/completions", None, &stream_req);
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
     let events: Vec<&str> = r
         .body
         .split("\n\n")
@@ -240,7 +278,9 @@ fn completions_chat_models_and_streaming() {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(streamed, full);
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     let last_choice = &chunks[chunks.len() - 2]["choices"][0];
     assert!(last_choice["finish_reason"].is_string());
     assert_eq!(
@@ -261,7 +301,12 @@ fn completions_chat_models_and_streaming() {
 
     // Models: base + tenants with method, size, ratio.
     let v = http(s.addr, "GET", "/v1/models", None, b"").json();
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["base", "a", "b"]);
     assert_eq!(v["data"][1]["method"], "bitdelta:per_row=false");
     assert!(v["data"][1]["compression_ratio"].as_f64().unwrap() > 1.0);
@@ -270,35 +315,91 @@ fn completions_chat_models_and_streaming() {
     // Metrics name the tenants.
     let m = http(s.addr, "GET", "/metrics", None, b"");
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("deltaguard_time_to_first_token_seconds_bucket{model=\"a\""));
-    assert!(m.body.contains("deltaguard_tokens_total{kind=\"completion\",model=\"b\"}"));
+    assert!(m
+        .body
+        .contains("deltaguard_time_to_first_token_seconds_bucket{model=\"a\""));
+    assert!(m
+        .body
+        .contains("deltaguard_tokens_total{kind=\"completion\",model=\"b\"}"));
     assert!(m.body.contains("deltaguard_queue_depth"));
 }
 
 #[test]
 fn every_error_status_in_openai_shape() {
-    let s = setup(None, EngineConfig { max_batch: 1, max_queue: 1, ..EngineConfig::default() });
+    let s = setup(
+        None,
+        EngineConfig {
+            max_batch: 1,
+            max_queue: 1,
+            ..EngineConfig::default()
+        },
+    );
     let a = s.addr;
     let bad_json = http(a, "POST", "/v1/completions", None, b"{not json");
     assert_eq!(bad_json.status, 400);
     assert_eq!(bad_json.json()["error"]["type"], "invalid_request_error");
-    let wrong_type = post(a, "/v1/completions", None, &json!({"model": "a", "prompt": "x", "max_tokens": "many"}));
+    let wrong_type = post(
+        a,
+        "/v1/completions",
+        None,
+        &json!({"model": "a", "prompt": "x", "max_tokens": "many"}),
+    );
     assert_eq!(wrong_type.status, 400);
-    let negative = post(a, "/v1/completions", None, &json!({"model": "a", "prompt": "x", "max_tokens": -3}));
-    assert_eq!((negative.status, negative.error_code().as_str()), (400, "invalid_max_tokens"));
-    let temp = post(a, "/v1/completions", None, &json!({"model": "a", "prompt": "x", "temperature": 7}));
+    let negative = post(
+        a,
+        "/v1/completions",
+        None,
+        &json!({"model": "a", "prompt": "x", "max_tokens": -3}),
+    );
+    assert_eq!(
+        (negative.status, negative.error_code().as_str()),
+        (400, "invalid_max_tokens")
+    );
+    let temp = post(
+        a,
+        "/v1/completions",
+        None,
+        &json!({"model": "a", "prompt": "x", "temperature": 7}),
+    );
     assert_eq!(temp.status, 400);
-    let unknown = post(a, "/v1/completions", None, &json!({"model": "zzz", "prompt": "x"}));
-    assert_eq!((unknown.status, unknown.error_code().as_str()), (404, "model_not_found"));
-    let long = post(a, "/v1/completions", None, &json!({"model": "a", "prompt": vec![5u32; 250], "max_tokens": 10}));
-    assert_eq!((long.status, long.error_code().as_str()), (400, "context_length_exceeded"));
-    let huge = format!("{{\"model\":\"a\",\"prompt\":\"{}\"}}", "x".repeat(100 * 1024));
+    let unknown = post(
+        a,
+        "/v1/completions",
+        None,
+        &json!({"model": "zzz", "prompt": "x"}),
+    );
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_str()),
+        (404, "model_not_found")
+    );
+    let long = post(
+        a,
+        "/v1/completions",
+        None,
+        &json!({"model": "a", "prompt": vec![5u32; 250], "max_tokens": 10}),
+    );
+    assert_eq!(
+        (long.status, long.error_code().as_str()),
+        (400, "context_length_exceeded")
+    );
+    let huge = format!(
+        "{{\"model\":\"a\",\"prompt\":\"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
     let r = http(a, "POST", "/v1/completions", None, huge.as_bytes());
-    assert_eq!((r.status, r.error_code().as_str()), (413, "request_too_large"));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (413, "request_too_large")
+    );
     // Admin without / with a wrong token.
     let r = post(a, "/admin/deltas", None, &json!({"name": "c", "path": "x"}));
     assert_eq!(r.status, 401);
-    let r = post(a, "/admin/deltas", Some("not-the-admin"), &json!({"name": "c", "path": "x"}));
+    let r = post(
+        a,
+        "/admin/deltas",
+        Some("not-the-admin"),
+        &json!({"name": "c", "path": "x"}),
+    );
     assert_eq!(r.status, 403);
 
     // Over capacity: one running, one queued, the rest 429 with Retry-After.
@@ -306,11 +407,17 @@ fn every_error_status_in_openai_shape() {
     let mut handles = Vec::new();
     for _ in 0..6 {
         let job = long_job.clone();
-        handles.push(std::thread::spawn(move || post(a, "/v1/completions", None, &job)));
+        handles.push(std::thread::spawn(move || {
+            post(a, "/v1/completions", None, &job)
+        }));
     }
     let replies: Vec<Reply> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
-    assert!(!limited.is_empty(), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(
+        !limited.is_empty(),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert!(replies.iter().all(|r| r.status == 200 || r.status == 429));
     for r in limited {
         assert_eq!(r.header("retry-after"), Some("1"));
@@ -323,7 +430,12 @@ fn every_error_status_in_openai_shape() {
 
     // Draining: 503.
     s.server.as_ref().unwrap().engine().begin_drain();
-    let r = post(a, "/v1/completions", None, &json!({"model": "a", "prompt": "x"}));
+    let r = post(
+        a,
+        "/v1/completions",
+        None,
+        &json!({"model": "a", "prompt": "x"}),
+    );
     assert_eq!((r.status, r.error_code().as_str()), (503, "draining"));
 }
 
@@ -333,38 +445,77 @@ fn keys_isolate_tenants_and_admin_registers_and_unloads() {
     let a = s.addr;
     let req = |model: &str| json!({"model": model, "prompt": [1, 5, 9], "max_tokens": 4, "temperature": 0});
     assert_eq!(post(a, "/v1/completions", None, &req("a")).status, 401);
-    assert_eq!(post(a, "/v1/completions", Some("wrong"), &req("a")).status, 401);
-    assert_eq!(post(a, "/v1/completions", Some("key-a"), &req("a")).status, 200);
+    assert_eq!(
+        post(a, "/v1/completions", Some("wrong"), &req("a")).status,
+        401
+    );
+    assert_eq!(
+        post(a, "/v1/completions", Some("key-a"), &req("a")).status,
+        200
+    );
     // Tenant A's key cannot reach B, and B looks exactly like a missing model.
     let to_b = post(a, "/v1/completions", Some("key-a"), &req("b"));
     let to_none = post(a, "/v1/completions", Some("key-a"), &req("nonexistent"));
     assert_eq!(to_b.status, 404);
     assert_eq!(
-        to_b.json()["error"]["message"].as_str().unwrap().replace("`b`", "`M`"),
-        to_none.json()["error"]["message"].as_str().unwrap().replace("`nonexistent`", "`M`")
+        to_b.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("`b`", "`M`"),
+        to_none.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("`nonexistent`", "`M`")
     );
-    assert_eq!(post(a, "/v1/completions", Some("key-a"), &req("base")).status, 404);
+    assert_eq!(
+        post(a, "/v1/completions", Some("key-a"), &req("base")).status,
+        404
+    );
     let listed = http(a, "GET", "/v1/models", Some("key-a"), b"").json();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
     assert_eq!(http(a, "GET", "/v1/models", None, b"").status, 401);
-    assert_eq!(post(a, "/v1/completions", Some("key-all"), &req("b")).status, 200);
+    assert_eq!(
+        post(a, "/v1/completions", Some("key-all"), &req("b")).status,
+        200
+    );
     // Metrics are the operator's with keys on.
     assert_eq!(http(a, "GET", "/metrics", Some("key-all"), b"").status, 403);
     assert_eq!(http(a, "GET", "/metrics", Some(ADMIN), b"").status, 200);
 
     // Admin: register c at run time (validated), use it, unload it.
     let c_path = s.dir.path().join("c.safetensors");
-    let bad = post(a, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": s.dir.path().join("missing")}));
-    assert_eq!((bad.status, bad.error_code().as_str()), (400, "invalid_delta"));
-    let r = post(a, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": c_path}));
+    let bad = post(
+        a,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": "c", "path": s.dir.path().join("missing")}),
+    );
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "invalid_delta")
+    );
+    let r = post(
+        a,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": "c", "path": c_path}),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["registered"]["forms"]["sparse"], 14);
-    let again = post(a, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": c_path}));
+    let again = post(
+        a,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": "c", "path": c_path}),
+    );
     assert_eq!(again.status, 409);
     let v = post(a, "/v1/completions", Some("key-all"), &req("c")).json();
     let want = greedy_tokens(Some(&c_path), &[1, 5, 9], 4);
     assert_eq!(v["usage"]["completion_tokens"], want.len());
-    assert_eq!(post(a, "/v1/completions", Some("key-a"), &req("c")).status, 404);
+    assert_eq!(
+        post(a, "/v1/completions", Some("key-a"), &req("c")).status,
+        404
+    );
     // Unload while a long stream of c runs: the stream completes, then c is gone.
     let job = json!({"model": "c", "prompt": [1, 5], "max_tokens": 150, "temperature": 0, "stream": true});
     let stream = std::thread::spawn(move || post(a, "/v1/completions", Some("key-all"), &job));
@@ -374,9 +525,18 @@ fn keys_isolate_tenants_and_admin_registers_and_unloads() {
     let streamed = stream.join().unwrap();
     assert_eq!(streamed.status, 200);
     assert!(streamed.body.trim_end().ends_with("data: [DONE]"));
-    assert_eq!(post(a, "/v1/completions", Some("key-all"), &req("c")).status, 404);
-    assert_eq!(http(a, "DELETE", "/admin/deltas/c", Some(ADMIN), b"").status, 404);
-    assert_eq!(http(a, "DELETE", "/admin/deltas/c", Some("key-all"), b"").status, 403);
+    assert_eq!(
+        post(a, "/v1/completions", Some("key-all"), &req("c")).status,
+        404
+    );
+    assert_eq!(
+        http(a, "DELETE", "/admin/deltas/c", Some(ADMIN), b"").status,
+        404
+    );
+    assert_eq!(
+        http(a, "DELETE", "/admin/deltas/c", Some("key-all"), b"").status,
+        403
+    );
 }
 
 #[test]
@@ -395,14 +555,41 @@ fn the_safety_gate_refuses_with_the_measured_asr() {
     };
     let s = setup_with(None, EngineConfig::default(), Some(gate(0.5)));
     let c_path = s.dir.path().join("c.safetensors");
-    let r = post(s.addr, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": c_path}));
-    assert_eq!((r.status, r.error_code().as_str()), (422, "safety_gate_refused"), "{}", r.body);
+    let r = post(
+        s.addr,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": "c", "path": c_path}),
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (422, "safety_gate_refused"),
+        "{}",
+        r.body
+    );
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("attack success rate 1.000") && msg.contains("Wilson 95 %"), "{msg}");
-    assert_eq!(post(s.addr, "/v1/completions", None, &json!({"model": "c", "prompt": "x"})).status, 404);
+    assert!(
+        msg.contains("attack success rate 1.000") && msg.contains("Wilson 95 %"),
+        "{msg}"
+    );
+    assert_eq!(
+        post(
+            s.addr,
+            "/v1/completions",
+            None,
+            &json!({"model": "c", "prompt": "x"})
+        )
+        .status,
+        404
+    );
     drop(s);
     let s = setup_with(None, EngineConfig::default(), Some(gate(1.0)));
     let c_path = s.dir.path().join("c.safetensors");
-    let r = post(s.addr, "/admin/deltas", Some(ADMIN), &json!({"name": "c", "path": c_path}));
+    let r = post(
+        s.addr,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": "c", "path": c_path}),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
 }

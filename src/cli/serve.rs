@@ -92,7 +92,12 @@ pub fn run(args: Args) -> CliResult {
         )
         .into());
     }
-    let keys = args.keys.as_deref().map(Keys::load).transpose()?.map(Arc::new);
+    let keys = args
+        .keys
+        .as_deref()
+        .map(Keys::load)
+        .transpose()?
+        .map(Arc::new);
     let admin_token = match &args.admin_token_file {
         None => None,
         Some(p) => {

@@ -24,7 +24,12 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 `invalid_request_error`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message,
+        )
     }
     /// Any status.
     pub fn new(

@@ -290,7 +290,9 @@ impl<B: Backend> EngineHandle<B> {
             return Err(SubmitError::UnknownModel(params.model));
         }
         if params.prompt.is_empty() {
-            return Err(SubmitError::Invalid("the prompt encodes to no tokens".into()));
+            return Err(SubmitError::Invalid(
+                "the prompt encodes to no tokens".into(),
+            ));
         }
         if params.max_tokens == 0 {
             return Err(SubmitError::Invalid("max_tokens must be at least 1".into()));
@@ -325,7 +327,9 @@ impl<B: Backend> EngineHandle<B> {
                 retry_after_s: 1,
             });
         }
-        s.metrics.queue_depth.set(s.queued.load(Ordering::SeqCst) as i64);
+        s.metrics
+            .queue_depth
+            .set(s.queued.load(Ordering::SeqCst) as i64);
         let (events, rx) = tmpsc::unbounded_channel();
         let req = Request {
             params,
@@ -412,6 +416,15 @@ struct Sequence<B: Backend> {
     kv_reserved: u64,
 }
 
+/// A tenant being unloaded: name, the tenant, requests running at the
+/// unload, and whom to answer once they ended.
+type Unloading<B> = (
+    String,
+    Arc<Tenant<B>>,
+    usize,
+    oneshot::Sender<Result<usize, ServeError>>,
+);
+
 struct Worker<B: Backend> {
     base: Base<B>,
     tenants: HashMap<String, Arc<Tenant<B>>>,
@@ -422,7 +435,7 @@ struct Worker<B: Backend> {
     /// Running sequences, kept sorted by model so each tenant's rows are adjacent.
     active: Vec<Sequence<B>>,
     kv_reserved: u64,
-    unloading: Vec<(String, Arc<Tenant<B>>, usize, oneshot::Sender<Result<usize, ServeError>>)>,
+    unloading: Vec<Unloading<B>>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -446,7 +459,10 @@ impl<B: Backend> Worker<B> {
             } else {
                 None
             };
-            for cmd in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            for cmd in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
                 match cmd {
                     Command::Generate(r) => self.enqueue(r),
                     Command::Register {
@@ -602,8 +618,8 @@ impl<B: Backend> Worker<B> {
             };
             let q = self.queues.get_mut(&model).expect("model has a queue");
             let r = q.front().expect("non-empty queue");
-            let need = (r.params.prompt.len() + r.params.max_tokens) as u64
-                * self.shared.kv_per_token;
+            let need =
+                (r.params.prompt.len() + r.params.max_tokens) as u64 * self.shared.kv_per_token;
             if self.kv_reserved + need > budget {
                 // Wait for memory; the oldest of this tenant keeps its place.
                 return;
@@ -617,9 +633,9 @@ impl<B: Backend> Worker<B> {
                 match self.tenants.get(&model) {
                     Some(t) => Some(t.clone()),
                     None => {
-                        let _ = r
-                            .events
-                            .send(GenEvent::Failed(format!("the model `{model}` does not exist")));
+                        let _ = r.events.send(GenEvent::Failed(format!(
+                            "the model `{model}` does not exist"
+                        )));
                         continue;
                     }
                 }

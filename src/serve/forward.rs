@@ -132,7 +132,10 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
     let device = base.model.device();
     let config = base.config();
     let lens: Vec<usize> = inputs.iter().map(|i| i.tokens.len()).collect();
-    assert!(lens.iter().all(|&l| l > 0), "every sequence needs a new token");
+    assert!(
+        lens.iter().all(|&l| l > 0),
+        "every sequence needs a new token"
+    );
     let n: usize = lens.iter().sum();
     let offsets: Vec<usize> = lens
         .iter()

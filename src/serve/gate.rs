@@ -61,8 +61,8 @@ pub fn measure<B: Backend>(
     tenant: &Tenant<B>,
     config: &GateConfig,
 ) -> Result<GateMeasurement, String> {
-    let suite = builtin_suite(SuiteKind::Harmful, config.seed)
-        .ok_or("no built-in harmful suite")?;
+    let suite =
+        builtin_suite(SuiteKind::Harmful, config.seed).ok_or("no built-in harmful suite")?;
     let suite = match config.limit {
         Some(n) => suite.limited(n),
         None => suite,

@@ -115,7 +115,8 @@ impl<B: Backend> Server<B> {
         addr: SocketAddr,
         options: ServerOptions<B>,
     ) -> Result<Self, ServeError> {
-        let tokenizer = Tokenizer::from_dir(base_dir).map_err(|e| ServeError::Base(e.to_string()))?;
+        let tokenizer =
+            Tokenizer::from_dir(base_dir).map_err(|e| ServeError::Base(e.to_string()))?;
         let chat = ChatTemplate::from_dir(base_dir)
             .map_err(|e| ServeError::Base(e.to_string()))?
             .unwrap_or_else(ChatTemplate::chatml);
@@ -309,7 +310,10 @@ fn count<B: Backend>(app: &App<B>, endpoint: &str, model: &str, status: StatusCo
 /// The generation parameters of a request, checked.
 fn params(c: &Common, prompt: Vec<u32>, default_max: usize) -> Result<GenParams, ApiError> {
     if c.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad_request("invalid_n", "only n = 1 is supported"));
+        return Err(ApiError::bad_request(
+            "invalid_n",
+            "only n = 1 is supported",
+        ));
     }
     let max_tokens = match c.max_completion_tokens.or(c.max_tokens) {
         None => default_max,
@@ -398,7 +402,10 @@ async fn chat<B: Backend>(State(app): State<AppState<B>>, req: Request) -> Respo
         let r: ChatRequest = json_body(&app, body).await?;
         authorize(&app, &parts.headers, &r.common.model)?;
         if r.messages.is_empty() {
-            return Err(ApiError::bad_request("invalid_messages", "`messages` is empty"));
+            return Err(ApiError::bad_request(
+                "invalid_messages",
+                "`messages` is empty",
+            ));
         }
         let messages: Vec<ChatMessage> = r
             .messages
@@ -414,7 +421,12 @@ async fn chat<B: Backend>(State(app): State<AppState<B>>, req: Request) -> Respo
             .tokenizer
             .encode(&rendered, false)
             .map_err(|e| ApiError::bad_request("invalid_messages", e.to_string()))?;
-        let room = app.engine.shared.context.saturating_sub(prompt.len()).max(1);
+        let room = app
+            .engine
+            .shared
+            .context
+            .saturating_sub(prompt.len())
+            .max(1);
         let p = params(&r.common, prompt, room)?;
         Ok((r.common, p))
     }
@@ -496,7 +508,11 @@ async fn run<B: Backend>(
     count(&app, endpoint, &model, StatusCode::OK);
     let id = format!(
         "{}-{:x}",
-        if kind == Kind::Chat { "chatcmpl" } else { "cmpl" },
+        if kind == Kind::Chat {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        },
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -530,8 +546,13 @@ async fn run<B: Backend>(
             Some(GenEvent::Token(t)) => {
                 n += 1;
                 if let Err(e) = text.push(t, &app.tokenizer) {
-                    return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "decode", e)
-                        .into_response();
+                    return ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "api_error",
+                        "decode",
+                        e,
+                    )
+                    .into_response();
                 }
                 if text.stopped {
                     break "stop";
@@ -539,8 +560,13 @@ async fn run<B: Backend>(
             }
             Some(GenEvent::Finished(f)) => break finish_str(f),
             Some(GenEvent::Failed(e)) => {
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "generation_failed", e)
-                    .into_response()
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "generation_failed",
+                    e,
+                )
+                .into_response()
             }
             None => {
                 return ApiError::new(
@@ -804,12 +830,18 @@ async fn unload<B: Backend>(
 fn serve_error(e: ServeError) -> ApiError {
     let m = e.to_string();
     match e {
-        ServeError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found", m)
-        }
-        ServeError::Exists(_) => {
-            ApiError::new(StatusCode::CONFLICT, "invalid_request_error", "model_exists", m)
-        }
+        ServeError::NotFound(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            m,
+        ),
+        ServeError::Exists(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "model_exists",
+            m,
+        ),
         ServeError::Gate { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request_error",
@@ -820,7 +852,12 @@ fn serve_error(e: ServeError) -> ApiError {
             ApiError::bad_request("invalid_delta", m)
         }
         ServeError::Submit(s) => submit_error(s),
-        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal", m),
+        _ => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "internal",
+            m,
+        ),
     }
 }
 
@@ -865,12 +902,12 @@ pub fn start_engine<B: Backend>(
                 }
                 let tenant = Tenant::load(name, file, &base)?;
                 if let Some(g) = &gate {
-                    super::gate::admit_check::<B>(g.clone())(&base, &tenant).map_err(
-                        |reason| ServeError::Gate {
+                    super::gate::admit_check::<B>(g.clone())(&base, &tenant).map_err(|reason| {
+                        ServeError::Gate {
                             name: name.clone(),
                             reason,
-                        },
-                    )?;
+                        }
+                    })?;
                 }
                 tenants.push(tenant);
             }

@@ -37,7 +37,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("deltaguard_requests_total", "HTTP requests by model and status"),
+            Opts::new(
+                "deltaguard_requests_total",
+                "HTTP requests by model and status",
+            ),
             &["model", "endpoint", "status"],
         )
         .expect("valid metric");

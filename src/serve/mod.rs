@@ -58,9 +58,7 @@ pub mod metrics;
 pub mod payload;
 pub mod tenant;
 
-pub use engine::{
-    EngineConfig, EngineHandle, Finish, GenEvent, GenParams, Shared, SubmitError,
-};
+pub use engine::{EngineConfig, EngineHandle, Finish, GenEvent, GenParams, Shared, SubmitError};
 pub use tenant::{Base, Tenant, TenantInfo};
 
 use std::path::PathBuf;

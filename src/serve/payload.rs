@@ -34,7 +34,7 @@ pub enum DeltaOp<B: Backend> {
     Sparse(SparsePayload),
     /// A reconstructed dense Δ̂ `[in, out]` (encodings without a direct
     /// `x ↦ Δ̂x` form here).
-    Dense(LinearWeight<B>),
+    Dense(Box<LinearWeight<B>>),
 }
 
 impl<B: Backend> DeltaOp<B> {
@@ -55,7 +55,7 @@ impl<B: Backend> DeltaOp<B> {
                 .transpose();
                 // Contiguous `[in, out]`, the layout the dense product reads fastest.
                 let t = Tensor::from_data(t.into_data(), device);
-                Self::Dense(LinearWeight::Dense(Param::from_tensor(t)))
+                Self::Dense(Box::new(LinearWeight::Dense(Param::from_tensor(t))))
             }
         }
     }

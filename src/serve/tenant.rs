@@ -119,7 +119,7 @@ pub enum TenantLinear<B: Backend> {
     /// The base projection plus a compressed delta term.
     Delta(DeltaOp<B>),
     /// A full-precision weight carried by the delta file (replaces the base's).
-    Replace(LinearWeight<B>),
+    Replace(Box<LinearWeight<B>>),
 }
 
 /// What `GET /v1/models` and the metrics say about a tenant.
@@ -227,7 +227,9 @@ impl<B: Backend> Tenant<B> {
                 }
                 EntryKind::Carried => {
                     let expected = base.model_shape(name).ok_or_else(|| {
-                        bad(format!("carried tensor `{name}` is not a tensor of the base"))
+                        bad(format!(
+                            "carried tensor `{name}` is not a tensor of the base"
+                        ))
                     })?;
                     if entry.shape != expected {
                         return Err(bad(format!(
@@ -237,7 +239,10 @@ impl<B: Backend> Tenant<B> {
                     }
                     let t = delta.carried(name).map_err(|e| bad(e.to_string()))?;
                     let dtype = delta_core::DType::from_safetensors(t.dtype).ok_or_else(|| {
-                        bad(format!("carried tensor `{name}`: unsupported dtype {:?}", t.dtype))
+                        bad(format!(
+                            "carried tensor `{name}`: unsupported dtype {:?}",
+                            t.dtype
+                        ))
                     })?;
                     let values = delta_core::dtype::decode(t.data, dtype);
                     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
@@ -252,9 +257,9 @@ impl<B: Backend> Tenant<B> {
                         let [out_f, in_f] = [expected[0], expected[1]];
                         linears.insert(
                             name.to_string(),
-                            TenantLinear::Replace(LinearWeight::from_hf(
+                            TenantLinear::Replace(Box::new(LinearWeight::from_hf(
                                 &values, out_f, in_f, &device,
-                            )),
+                            ))),
                         );
                     } else if name == "model.embed_tokens.weight" {
                         embed = Some(Tensor::<B, 2>::from_data(
@@ -273,7 +278,7 @@ impl<B: Backend> Tenant<B> {
             }
         }
         let head = match (linears.get("lm_head.weight"), &embed) {
-            (Some(TenantLinear::Replace(w)), _) => Some(w.clone()),
+            (Some(TenantLinear::Replace(w)), _) => Some((**w).clone()),
             (Some(TenantLinear::Delta(_)), _) => None,
             (None, Some(e)) if config.tie_word_embeddings => Some(LinearWeight::Dense(
                 Param::from_tensor(e.clone().transpose()),
