@@ -593,3 +593,50 @@ fn the_safety_gate_refuses_with_the_measured_asr() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+#[test]
+fn a_client_that_disconnects_mid_stream_frees_its_slot() {
+    let s = setup(
+        None,
+        EngineConfig {
+            max_batch: 1,
+            ..EngineConfig::default()
+        },
+    );
+    let body = json!({"model": "a", "prompt": [1, 5], "max_tokens": 250, "temperature": 0, "stream": true}).to_string();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    write!(
+        c,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 512];
+    let mut got = String::new();
+    while !got.contains("data: ") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(c);
+    // The only batch slot is free again: a new request completes (bounded wait).
+    let start = std::time::Instant::now();
+    loop {
+        let m = http(s.addr, "GET", "/metrics", None, b"").body;
+        if m.contains("deltaguard_active_sequences 0") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "slot never freed:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = post(
+        s.addr,
+        "/v1/completions",
+        None,
+        &json!({"model": "b", "prompt": [1, 5], "max_tokens": 4, "temperature": 0}),
+    );
+    assert_eq!(r.status, 200);
+}
