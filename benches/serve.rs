@@ -9,7 +9,10 @@
 //! tenants, N closed-loop clients (one per tenant) each send `REQUESTS`
 //! requests of a 32-token prompt and 32 greedy new tokens. Reported:
 //! aggregate tokens/s, p50/p99 time to first token and inter-token latency
-//! seen by the clients, and resident memory added (VmRSS). Bounded: at most
+//! seen by the clients, the weight bytes each system holds (base + every
+//! tenant's deltas and carried tensors, against N full models) and VmRSS
+//! growth while loading (rough: the allocator reuses pages freed by the
+//! previous measurement). Bounded: at most
 //! `REQUESTS` per client and a 60 s cap per measurement; nothing listens on
 //! the network.
 //!
@@ -119,6 +122,8 @@ struct Stats {
     ttft: Vec<f64>,
     itl: Vec<f64>,
     rss_added: u64,
+    /// Weight bytes held: base + Σ tenants' deltas and carried tensors, or N full models.
+    held: u64,
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -149,6 +154,15 @@ fn engine_run(base: &Path, files: &[PathBuf]) -> Stats {
     )
     .unwrap();
     let rss_added = rss_bytes().saturating_sub(rss0);
+    let held = engine.shared.base_bytes
+        + engine
+            .shared
+            .tenants
+            .read()
+            .unwrap()
+            .values()
+            .map(|t| t.resident_bytes)
+            .sum::<u64>();
     let start = Instant::now();
     let clients: Vec<_> = (0..files.len())
         .map(|i| {
@@ -195,6 +209,7 @@ fn engine_run(base: &Path, files: &[PathBuf]) -> Stats {
         ttft: Vec::new(),
         itl: Vec::new(),
         rss_added,
+        held,
     };
     for c in clients {
         let (t, i, n) = c.join().unwrap();
@@ -214,8 +229,13 @@ fn naive_run(base: &Path, files: &[PathBuf]) -> Stats {
         .map(|f| load_model::<Backend>(base, Some(f), &device()).unwrap())
         .collect();
     let rss_added = rss_bytes().saturating_sub(rss0);
+    let per_model: u64 = deltaguard::llama_model::load::expected_shapes(&config())
+        .iter()
+        .map(|(_, s)| 4 * s.iter().product::<usize>() as u64)
+        .sum();
     let start = Instant::now();
     let mut s = Stats {
+        held: per_model * files.len() as u64,
         tokens: 0,
         wall: Duration::ZERO,
         ttft: Vec::new(),
@@ -266,8 +286,8 @@ fn main() {
     println!(
         "synthetic Llama: hidden 512, 4 layers, FFN 1408, vocab 320 · {PROMPT}-token prompts, {NEW} greedy new tokens, {REQUESTS} requests per tenant\n"
     );
-    println!("| N | system | tok/s | TTFT p50 / p99 (ms) | ITL p50 / p99 (ms) | RSS added (MB) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| N | system | tok/s | TTFT p50 / p99 (ms) | ITL p50 / p99 (ms) | weights held (MB) | RSS added (MB) |");
+    println!("|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for n in [1usize, 4, 8] {
         let (base, files) = prepare(n);
@@ -278,14 +298,15 @@ fn main() {
         ] {
             let tps = st.tokens as f64 / st.wall.as_secs_f64();
             println!(
-                "| {n} | {name} | {tps:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} |",
+                "| {n} | {name} | {tps:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} | {:.1} |",
                 1e3 * pct(&mut st.ttft, 0.5),
                 1e3 * pct(&mut st.ttft, 0.99),
                 1e3 * pct(&mut st.itl, 0.5),
                 1e3 * pct(&mut st.itl, 0.99),
+                st.held as f64 / 1e6,
                 st.rss_added as f64 / 1e6
             );
-            rows.push((tps, st.rss_added));
+            rows.push((tps, st.held));
         }
         ratios.push((
             n,

@@ -7,7 +7,7 @@
 //!
 //! | encoding | what is held per tenant | `x ↦ Δ̂x` |
 //! |---|---|---|
-//! | `bitdelta`, `multimask` | the packed sign bits (1 bit/entry) + scales | streams the bits: `α·(2·Σ_{s=+1} x − Σ x)` per output row |
+//! | `bitdelta`, `multimask` | the packed sign bits (1 bit/entry) + scales | streams the bits: `α·(2·Σ_{s=+1} x − Σ x)` per output row, `Σ_{s=+1} x` by one table lookup per byte of signs |
 //! | `lowrank` (SVD) | the factors `a = UΣ` `[out, r]`, `b = V` `[in, r]` | `a·(bᵀx)` |
 //! | `sparse` (DARE, magnitude) | u32 index + f32 value per kept entry | sparse product |
 //! | every other encoding (`rtn`, `deltacome`, `ternary`, `masked` pipelines) | **a dense reconstructed Δ̂, f32 `[in, out]`** | a dense product with Δ̂ (never with `W_base + Δ̂`) |
@@ -106,8 +106,9 @@ impl<B: Backend> DeltaOp<B> {
             Self::Signs(masks) => {
                 for (xr, yr) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
                     let total: f32 = xr.iter().sum();
+                    let lut = byte_sums(xr);
                     for m in masks {
-                        add_signs(m, xr, total, yr);
+                        add_signs(m, &lut, total, yr);
                     }
                 }
             }
@@ -149,24 +150,39 @@ impl<B: Backend> DeltaOp<B> {
     }
 }
 
+/// Partial sums of `x` per byte of sign bits: entry `256·j + b` is
+/// `Σ_{k: bit k of b set} x[8j + k]` (LUT-GEMM's trick). Building it costs
+/// 255 additions per 8 inputs; afterwards each output row costs one lookup
+/// and one addition per byte of its packed signs instead of eight
+/// multiply-adds, and every mask of a multi-mask delta reuses it.
+fn byte_sums(x: &[f32]) -> Vec<f32> {
+    let nb = x.len().div_ceil(8);
+    let mut lut = vec![0.0f32; nb * 256];
+    for (j, t) in lut.chunks_exact_mut(256).enumerate() {
+        let xs = &x[8 * j..(8 * j + 8).min(x.len())];
+        for b in 1..256usize {
+            let k = b.trailing_zeros() as usize;
+            let xk = xs.get(k).copied().unwrap_or(0.0);
+            t[b] = t[b & (b - 1)] + xk;
+        }
+    }
+    lut
+}
+
 /// `y[o] += α_o · Σ_i s(o,i)·x_i` for one row `x`, where bit 1 means +1:
-/// `Σ_i s·x = 2·Σ_{bit=1} x_i − Σ_i x_i`, so only the set bits are summed.
-/// Output rows are split over the rayon threads when the matrix is large.
-fn add_signs(m: &SignScales, x: &[f32], total: f32, y: &mut [f32]) {
+/// `Σ_i s·x = 2·Σ_{bit=1} x_i − Σ_i x_i`, the first sum read from
+/// [`byte_sums`]. Output rows are split over the rayon threads when the
+/// matrix is large.
+fn add_signs(m: &SignScales, lut: &[f32], total: f32, y: &mut [f32]) {
     let signs = m.signs();
     let scales = m.scales();
     let one = |o: usize, yo: &mut f32| {
-        let row = signs.row(o);
-        let mut pos = 0.0f32;
-        for (j, &byte) in row.iter().enumerate() {
-            let base = j * 8;
-            let n = (x.len() - base).min(8);
-            let xs = &x[base..base + n];
-            for (k, &xv) in xs.iter().enumerate() {
-                // Branch-free: multiply by the bit.
-                pos += xv * f32::from((byte >> k) & 1);
-            }
-        }
+        let pos: f32 = signs
+            .row(o)
+            .iter()
+            .enumerate()
+            .map(|(j, &b)| lut[256 * j + b as usize])
+            .sum();
         let a = if scales.len() == 1 {
             scales[0]
         } else {
@@ -174,7 +190,7 @@ fn add_signs(m: &SignScales, x: &[f32], total: f32, y: &mut [f32]) {
         };
         *yo += a * (2.0 * pos - total);
     };
-    if y.len() * x.len() >= 1 << 16 {
+    if y.len() * signs.row_bytes() >= 1 << 14 {
         y.par_iter_mut().enumerate().for_each(|(o, yo)| one(o, yo));
     } else {
         y.iter_mut().enumerate().for_each(|(o, yo)| one(o, yo));
