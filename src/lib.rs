@@ -29,4 +29,5 @@ pub mod adapters;
 pub mod backend;
 pub mod model_io;
 pub mod progress;
+pub mod serve;
 pub mod study;

@@ -17,7 +17,8 @@ mod cli;
 /// `lens` shows layer by layer where models differ (a logit lens); `heal`
 /// trains a BitDelta delta's scales against the fine-tune; `attack` writes a
 /// fine-tuning attack's training data, `finetune` trains on it, and `study`
-/// runs the whole attack × strength × compression grid.
+/// runs the whole attack × strength × compression grid. `serve` serves a base
+/// and many compressed tenant deltas over an OpenAI-compatible HTTP API.
 #[derive(Parser)]
 #[command(name = "deltaguard", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -40,6 +41,7 @@ enum Command {
     Heal(cli::heal::Args),
     Finetune(cli::finetune::Args),
     Study(cli::study::Args),
+    Serve(cli::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Heal(a) => cli::heal::run(a),
         Command::Finetune(a) => cli::finetune::run(a),
         Command::Study(a) => cli::study::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

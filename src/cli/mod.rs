@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod lens;
 pub mod logits;
 pub mod score;
+pub mod serve;
 pub mod study;
 
 use std::path::Path;

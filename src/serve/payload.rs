@@ -1,0 +1,249 @@
+//! The one adapter between delta-quant's compressed payloads and the serving
+//! engine: a [`DeltaOp`] computes `y += Δ̂·x` for a block of rows.
+//!
+//! Everything the engine knows about delta-quant goes through
+//! [`DeltaOp::from_compressed`], so when the compressed-payload trait of
+//! delta-quant changes (issue 13) only this file changes.
+//!
+//! | encoding | what is held per tenant | `x ↦ Δ̂x` |
+//! |---|---|---|
+//! | `bitdelta`, `multimask` | the packed sign bits (1 bit/entry) + scales | streams the bits: `α·(2·Σ_{s=+1} x − Σ x)` per output row, `Σ_{s=+1} x` by one table lookup per byte of signs |
+//! | `lowrank` (SVD) | the factors `a = UΣ` `[out, r]`, `b = V` `[in, r]` | `a·(bᵀx)` |
+//! | `sparse` (DARE, magnitude) | u32 index + f32 value per kept entry | sparse product |
+//! | every other encoding (`rtn`, `deltacome`, `ternary`, `masked` pipelines) | **a dense reconstructed Δ̂, f32 `[in, out]`** | a dense product with Δ̂ (never with `W_base + Δ̂`) |
+//!
+//! The dense fallback costs 4 bytes per entry per tenant (as much as the
+//! base projection itself); [`DeltaOp::resident_bytes`] reports it and
+//! `GET /v1/models` shows it per tenant, so the cost is visible.
+
+use burn::module::Param;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use delta_quant::{Compressed, LowRankPayload, SignScales, SparsePayload};
+use llama_model::LinearWeight;
+use rayon::prelude::*;
+
+/// A tenant's compressed delta of one projection, ready to apply to
+/// activations. Matrices are HF's `[out, in]`.
+#[derive(Debug)]
+pub enum DeltaOp<B: Backend> {
+    /// `Σ_k α_k ⊙ S_k` from packed sign bits (BitDelta `K = 1`, multi-mask `K > 1`).
+    Signs(Vec<SignScales>),
+    /// `a·bᵀ` from the SVD factors.
+    LowRank(LowRankPayload),
+    /// Kept entries of a sparse delta.
+    Sparse(SparsePayload),
+    /// A reconstructed dense Δ̂ `[in, out]` (encodings without a direct
+    /// `x ↦ Δ̂x` form here).
+    Dense(Box<LinearWeight<B>>),
+}
+
+impl<B: Backend> DeltaOp<B> {
+    /// Builds the operator for one tensor's compressed delta.
+    pub fn from_compressed(c: Compressed, device: &B::Device) -> Self {
+        match c {
+            Compressed::BitDelta(s) => Self::Signs(vec![s]),
+            Compressed::MultiMask(m) => Self::Signs(m.masks().to_vec()),
+            Compressed::LowRank(l) => Self::LowRank(l),
+            Compressed::Sparse(s) => Self::Sparse(s),
+            other => {
+                let [rows, cols] = other.shape();
+                let hf = other.reconstruct();
+                let t = Tensor::<B, 2>::from_data(
+                    TensorData::new(hf.data().to_vec(), [rows, cols]),
+                    device,
+                )
+                .transpose();
+                // Contiguous `[in, out]`, the layout the dense product reads fastest.
+                let t = Tensor::from_data(t.into_data(), device);
+                Self::Dense(Box::new(LinearWeight::Dense(Param::from_tensor(t))))
+            }
+        }
+    }
+
+    /// How this operator computes `Δ̂x` (for `/v1/models` and the docs).
+    pub fn form(&self) -> &'static str {
+        match self {
+            Self::Signs(_) => "packed-signs",
+            Self::LowRank(_) => "low-rank",
+            Self::Sparse(_) => "sparse",
+            Self::Dense(_) => "dense-reconstructed",
+        }
+    }
+
+    /// `[out, in]` of the delta.
+    pub fn shape(&self) -> [usize; 2] {
+        match self {
+            Self::Signs(m) => m[0].shape(),
+            Self::LowRank(l) => l.shape(),
+            Self::Sparse(s) => s.shape(),
+            Self::Dense(w) => {
+                let [i, o] = w.dims();
+                [o, i]
+            }
+        }
+    }
+
+    /// Bytes this operator keeps in memory.
+    pub fn resident_bytes(&self) -> u64 {
+        match self {
+            Self::Signs(m) => m.iter().map(SignScales::storage_bytes).sum(),
+            Self::LowRank(l) => l.storage_bytes(),
+            Self::Sparse(s) => s.storage_bytes(),
+            Self::Dense(w) => {
+                let [i, o] = w.dims();
+                4 * (i * o) as u64
+            }
+        }
+    }
+
+    /// `y += Δ̂·x` for `rows` rows: `x` `[rows, in]`, `y` `[rows, out]`,
+    /// row-major. Only the host-side forms use this; see [`Self::dense`].
+    pub fn add_host(&self, x: &[f32], y: &mut [f32], rows: usize) {
+        let [out_f, in_f] = self.shape();
+        debug_assert_eq!(x.len(), rows * in_f);
+        debug_assert_eq!(y.len(), rows * out_f);
+        match self {
+            Self::Signs(masks) => {
+                for (xr, yr) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
+                    let total: f32 = xr.iter().sum();
+                    let lut = byte_sums(xr);
+                    for m in masks {
+                        add_signs(m, &lut, total, yr);
+                    }
+                }
+            }
+            Self::LowRank(l) => {
+                let r = l.rank();
+                let (a, b) = (l.a(), l.b());
+                for (xr, yr) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
+                    // t = bᵀx, [r]
+                    let mut t = vec![0.0f32; r];
+                    for (i, &xi) in xr.iter().enumerate() {
+                        for (tk, &bk) in t.iter_mut().zip(&b[i * r..(i + 1) * r]) {
+                            *tk += bk * xi;
+                        }
+                    }
+                    for (o, yo) in yr.iter_mut().enumerate() {
+                        let ao = &a[o * r..(o + 1) * r];
+                        *yo += ao.iter().zip(&t).map(|(p, q)| p * q).sum::<f32>();
+                    }
+                }
+            }
+            Self::Sparse(s) => {
+                for (xr, yr) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
+                    for (&idx, &v) in s.indices().iter().zip(s.values()) {
+                        let (o, i) = (idx as usize / in_f, idx as usize % in_f);
+                        yr[o] += v * xr[i];
+                    }
+                }
+            }
+            Self::Dense(_) => unreachable!("dense deltas run on the backend"),
+        }
+    }
+
+    /// The dense Δ̂ `[in, out]` when this operator runs as a backend product.
+    pub fn dense(&self) -> Option<&LinearWeight<B>> {
+        match self {
+            Self::Dense(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+/// Partial sums of `x` per byte of sign bits: entry `256·j + b` is
+/// `Σ_{k: bit k of b set} x[8j + k]` (LUT-GEMM's trick). Building it costs
+/// 255 additions per 8 inputs; afterwards each output row costs one lookup
+/// and one addition per byte of its packed signs instead of eight
+/// multiply-adds, and every mask of a multi-mask delta reuses it.
+fn byte_sums(x: &[f32]) -> Vec<f32> {
+    let nb = x.len().div_ceil(8);
+    let mut lut = vec![0.0f32; nb * 256];
+    for (j, t) in lut.chunks_exact_mut(256).enumerate() {
+        let xs = &x[8 * j..(8 * j + 8).min(x.len())];
+        for b in 1..256usize {
+            let k = b.trailing_zeros() as usize;
+            let xk = xs.get(k).copied().unwrap_or(0.0);
+            t[b] = t[b & (b - 1)] + xk;
+        }
+    }
+    lut
+}
+
+/// `y[o] += α_o · Σ_i s(o,i)·x_i` for one row `x`, where bit 1 means +1:
+/// `Σ_i s·x = 2·Σ_{bit=1} x_i − Σ_i x_i`, the first sum read from
+/// [`byte_sums`]. Output rows are split over the rayon threads when the
+/// matrix is large.
+fn add_signs(m: &SignScales, lut: &[f32], total: f32, y: &mut [f32]) {
+    let signs = m.signs();
+    let scales = m.scales();
+    let one = |o: usize, yo: &mut f32| {
+        let pos: f32 = signs
+            .row(o)
+            .iter()
+            .enumerate()
+            .map(|(j, &b)| lut[256 * j + b as usize])
+            .sum();
+        let a = if scales.len() == 1 {
+            scales[0]
+        } else {
+            scales[o]
+        };
+        *yo += a * (2.0 * pos - total);
+    };
+    if y.len() * signs.row_bytes() >= 1 << 14 {
+        y.par_iter_mut().enumerate().for_each(|(o, yo)| one(o, yo));
+    } else {
+        y.iter_mut().enumerate().for_each(|(o, yo)| one(o, yo));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use delta_quant::{parse_method, CompressContext, DeltaMatrix};
+
+    fn check(method: &str) {
+        let (rows, cols) = (13, 21);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let delta = DeltaMatrix::new(rows, cols, values).unwrap();
+        let c = parse_method(method)
+            .unwrap()
+            .compress_matrix(&delta, &CompressContext::new("t", 1))
+            .unwrap();
+        let rec = c.reconstruct();
+        let op = DeltaOp::<NdArray>::from_compressed(c, &Default::default());
+        let x: Vec<f32> = (0..2 * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut y = vec![0.5f32; 2 * rows];
+        if op.dense().is_some() {
+            return;
+        }
+        op.add_host(&x, &mut y, 2);
+        for r in 0..2 {
+            for o in 0..rows {
+                let want: f32 = 0.5
+                    + (0..cols)
+                        .map(|i| rec.data()[o * cols + i] * x[r * cols + i])
+                        .sum::<f32>();
+                let got = y[r * rows + o];
+                assert!((got - want).abs() < 1e-4, "{method}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn host_kernels_equal_the_reconstruction_times_x() {
+        for m in [
+            "bitdelta",
+            "bitdelta:per_row=true",
+            "multimask:k=3",
+            "svd:rank=4",
+            "magnitude:density=0.2",
+            "dare:p=0.5,seed=3",
+        ] {
+            check(m);
+        }
+    }
+}
