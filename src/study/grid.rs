@@ -74,6 +74,24 @@ impl Method {
     pub fn is_uncompressed(&self) -> bool {
         self.spec.is_none()
     }
+
+    /// A grid method for any method string the registry parses — a
+    /// built-in or one a downstream crate registered
+    /// ([`delta_quant::registry`]): key = the file-safe canonical spec,
+    /// name = the canonical spec, no healing.
+    pub fn from_spec(spec: &str) -> Result<Self, GridError> {
+        let c = delta_quant::parse_method(spec).map_err(|e| GridError::UnknownMethod {
+            name: spec.to_string(),
+            known: e.to_string(),
+        })?;
+        let canonical = c.spec();
+        Ok(Self::new(
+            &file_safe(&canonical),
+            &canonical,
+            Some(&canonical),
+            false,
+        ))
+    }
 }
 
 /// Every method the grid knows, in report order.
@@ -141,9 +159,17 @@ pub fn extra_methods() -> Vec<Method> {
     ]
 }
 
-/// The method with `key` among [`all_methods`] and [`extra_methods`].
+/// The method with `key` among [`all_methods`] and [`extra_methods`], or
+/// else, if `key` is a method string the registry parses (e.g. a
+/// downstream method's), [`Method::from_spec`] of it.
 pub fn method_by_key(key: &str) -> Result<Method, GridError> {
     let all: Vec<Method> = all_methods().into_iter().chain(extra_methods()).collect();
+    if let Some(m) = all.iter().find(|m| m.key == key) {
+        return Ok(m.clone());
+    }
+    if delta_quant::parse_method(key).is_ok() {
+        return Method::from_spec(key);
+    }
     all.iter()
         .find(|m| m.key == key)
         .cloned()
