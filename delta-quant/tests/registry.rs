@@ -6,8 +6,8 @@ use std::any::Any;
 use delta_quant::registry::{self, register_encoding, register_method, EncodingInfo, MethodInfo};
 use delta_quant::{
     parse_method, CompressContext, Compressed, CompressedTensor, Compressor, DeltaFile,
-    DeltaFileHeader, DeltaFileWriter, DeltaMatrix, EncodingReader, ParamList, Params,
-    PartsWriter, Payload, QuantError,
+    DeltaFileHeader, DeltaFileWriter, DeltaMatrix, EncodingReader, ParamList, Params, PartsWriter,
+    Payload, QuantError,
 };
 use serde_json::{json, Value};
 
@@ -102,7 +102,9 @@ fn matrix() -> DeltaMatrix {
     DeltaMatrix::new(
         4,
         9,
-        (0..36).map(|i| ((i * 7 % 11) as f32 - 5.0) * 1e-2).collect(),
+        (0..36)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * 1e-2)
+            .collect(),
     )
     .unwrap()
 }
