@@ -13,6 +13,7 @@ use crate::decode::{Decoder, Mode};
 use crate::deltacome::DeltaComePayload;
 use crate::lowrank::LowRankPayload;
 use crate::pack::BitMatrix;
+use crate::payload::{CompressedTensor, CustomPayload, EncodingReader, PartsWriter};
 use crate::rtn::RtnPayload;
 use crate::sparse::SparsePayload;
 use crate::ternary::TernaryPayload;
@@ -84,6 +85,10 @@ pub enum Compressed {
     /// A pipeline result: the last stage's payload, multiplied elementwise by
     /// a 1-bit support mask of the previous stage's output.
     Masked(MaskedPayload),
+    /// A payload defined outside this crate (see [`CompressedTensor`] and
+    /// [`Compressed::custom`]); its encoding kind must be registered
+    /// ([`crate::registry::register_encoding`]) for files holding it to open.
+    Custom(CustomPayload),
 }
 
 /// Last pipeline stage's payload restricted to a kept support.
@@ -94,49 +99,75 @@ pub struct MaskedPayload {
     pub inner: Box<Compressed>,
 }
 
+impl MaskedPayload {
+    /// `[rows, cols]` of the delta.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.mask.rows(), self.mask.cols()]
+    }
+    /// The mask's bytes plus the inner payload's.
+    pub fn storage_bytes(&self) -> u64 {
+        self.mask.as_bytes().len() as u64 + self.inner.storage_bytes()
+    }
+    pub(crate) fn encode(&self, prefix: &str, out: &mut Vec<(String, Payload)>) -> Value {
+        out.push((
+            format!("{prefix}mask"),
+            Payload::u8(
+                vec![self.mask.rows(), self.mask.row_bytes()],
+                self.mask.as_bytes().to_vec(),
+            ),
+        ));
+        let inner = self.inner.encode(&format!("{prefix}inner."), out);
+        json!({ "inner": inner })
+    }
+}
+
 impl Compressed {
-    /// Short name of the encoding (`"bitdelta"`, `"rtn"`, ...).
-    pub fn kind(&self) -> &'static str {
+    /// Wraps a downstream payload.
+    pub fn custom(payload: impl CompressedTensor) -> Self {
+        Compressed::Custom(CustomPayload::new(payload))
+    }
+
+    /// The payload behind this value, as the open trait every encoding
+    /// implements.
+    pub fn as_tensor(&self) -> &dyn CompressedTensor {
         match self {
-            Compressed::BitDelta(_) => "bitdelta",
-            Compressed::MultiMask(_) => "multimask",
-            Compressed::Rtn(_) => "rtn",
-            Compressed::Sparse(_) => "sparse",
-            Compressed::LowRank(_) => "lowrank",
-            Compressed::DeltaCome(_) => "deltacome",
-            Compressed::Ternary(_) => "ternary",
-            Compressed::Masked(_) => "masked",
+            Compressed::BitDelta(p) => p,
+            Compressed::MultiMask(p) => p,
+            Compressed::Rtn(p) => p,
+            Compressed::Sparse(p) => p,
+            Compressed::LowRank(p) => p,
+            Compressed::DeltaCome(p) => p,
+            Compressed::Ternary(p) => p,
+            Compressed::Masked(p) => p,
+            Compressed::Custom(p) => p.get(),
         }
+    }
+
+    /// Whether a downstream payload is inside (directly or under a mask).
+    pub fn has_custom(&self) -> bool {
+        match self {
+            Compressed::Custom(_) => true,
+            Compressed::Masked(m) => m.inner.has_custom(),
+            _ => false,
+        }
+    }
+
+    /// Short name of the encoding (`"bitdelta"`, `"rtn"`, ...; a
+    /// downstream payload's [`CompressedTensor::kind`]).
+    pub fn kind(&self) -> &'static str {
+        self.as_tensor().kind()
     }
 
     /// `[rows, cols]` of the delta this reconstructs.
     pub fn shape(&self) -> [usize; 2] {
-        match self {
-            Compressed::BitDelta(p) => p.shape(),
-            Compressed::MultiMask(p) => p.shape(),
-            Compressed::Rtn(p) => p.shape(),
-            Compressed::Sparse(p) => p.shape(),
-            Compressed::LowRank(p) => p.shape(),
-            Compressed::DeltaCome(p) => p.shape(),
-            Compressed::Ternary(p) => p.shape(),
-            Compressed::Masked(p) => [p.mask.rows(), p.mask.cols()],
-        }
+        self.as_tensor().shape()
     }
 
     /// Exact bytes of all payloads as stored (the sum of
     /// [`Payload::nbytes`] over [`Compressed::to_parts`]; the small JSON
     /// encoding record is not counted, like a tensor header is not).
     pub fn storage_bytes(&self) -> u64 {
-        match self {
-            Compressed::BitDelta(p) => p.storage_bytes(),
-            Compressed::MultiMask(p) => p.storage_bytes(),
-            Compressed::Rtn(p) => p.storage_bytes(),
-            Compressed::Sparse(p) => p.storage_bytes(),
-            Compressed::LowRank(p) => p.storage_bytes(),
-            Compressed::DeltaCome(p) => p.storage_bytes(),
-            Compressed::Ternary(p) => p.storage_bytes(),
-            Compressed::Masked(p) => p.mask.as_bytes().len() as u64 + p.inner.storage_bytes(),
-        }
+        self.as_tensor().storage_bytes()
     }
 
     /// Δ̂ as a host matrix (see [`Compressed::reconstruct_into`]).
@@ -153,7 +184,10 @@ impl Compressed {
     /// `deltacome`), whose matrix product may round differently (see
     /// [`decode`](crate::decode)).
     pub fn reconstruct_into(&self, out: &mut [f32]) -> Result<(), QuantError> {
-        Decoder::new(self).run(out, Mode::Set)
+        match self {
+            Compressed::Custom(p) => p.get().reconstruct_into(out),
+            _ => Decoder::new(self).run(out, Mode::Set),
+        }
     }
 
     /// `base += Δ̂` in one pass without materialising Δ̂ — what applying a
@@ -161,7 +195,10 @@ impl Compressed {
     /// in f32 (same exceptions as [`Compressed::reconstruct_into`]); a wrong
     /// length is a [`QuantError::Shape`].
     pub fn add_into(&self, base: &mut [f32]) -> Result<(), QuantError> {
-        Decoder::new(self).run(base, Mode::Add)
+        match self {
+            Compressed::Custom(p) => p.get().add_into(base),
+            _ => Decoder::new(self).run(base, Mode::Add),
+        }
     }
 
     /// Δ̂ as a Burn tensor on `device`.
@@ -219,16 +256,15 @@ impl Compressed {
             Compressed::LowRank(p) => p.encode(prefix, out),
             Compressed::DeltaCome(p) => p.encode(prefix, out),
             Compressed::Ternary(p) => p.encode(prefix, out),
-            Compressed::Masked(p) => {
-                out.push((
-                    format!("{prefix}mask"),
-                    Payload::u8(vec![rows, p.mask.row_bytes()], p.mask.as_bytes().to_vec()),
-                ));
-                let inner = p.inner.encode(&format!("{prefix}inner."), out);
-                json!({ "inner": inner })
-            }
+            Compressed::Custom(p) => p.get().write_parts(&mut PartsWriter { prefix, out }),
+            Compressed::Masked(p) => p.encode(prefix, out),
         };
-        let obj = v.as_object_mut().expect("encodings are JSON objects");
+        if !v.is_object() {
+            // A downstream payload returned a non-object: keep its value
+            // under `value` rather than dropping it.
+            v = json!({ "value": v });
+        }
+        let obj = v.as_object_mut().expect("made an object above");
         obj.insert("kind".into(), json!(self.kind()));
         obj.insert("rows".into(), json!(rows));
         obj.insert("cols".into(), json!(cols));
@@ -289,10 +325,30 @@ impl Compressed {
                 })
             }
             other => {
-                return Err(QuantError::Metadata(format!(
-                    "tensor `{}`: unknown encoding kind `{other}`",
-                    r.tensor
-                )))
+                let Some(decode) = crate::registry::encoding(other) else {
+                    return Err(QuantError::Metadata(format!(
+                        "tensor `{}`: unknown encoding kind `{other}` (known: {}; a \
+                         downstream method must be registered before the file is read)",
+                        r.tensor,
+                        crate::registry::encoding_kinds().join(", ")
+                    )));
+                };
+                let c = decode(&EncodingReader {
+                    meta,
+                    parts: r,
+                    prefix,
+                    rows,
+                    cols,
+                })?;
+                if c.shape() != [rows, cols] {
+                    return Err(QuantError::Metadata(format!(
+                        "tensor `{}`: `{other}` decoder gave shape {:?}, the record says {:?}",
+                        r.tensor,
+                        c.shape(),
+                        [rows, cols]
+                    )));
+                }
+                c
             }
         })
     }

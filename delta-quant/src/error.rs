@@ -16,7 +16,8 @@ pub enum QuantError {
         col: usize,
         value: f32,
     },
-    /// A method name that [`crate::parse_method`] does not know.
+    /// A method name that is neither built in nor registered
+    /// ([`crate::registry`]).
     #[error("unknown compression method `{name}`; valid methods: {valid}")]
     UnknownMethod { name: String, valid: String },
     /// A parameter name the method does not take.
@@ -69,6 +70,11 @@ pub enum QuantError {
         expected: String,
         got: String,
     },
+    /// A method or encoding registration that was refused (name taken,
+    /// invalid name or parameter key), or a file that holds a downstream
+    /// payload whose kind is not registered.
+    #[error("method registry: `{name}`: {reason}")]
+    Registry { name: String, reason: String },
     /// Asked for a tensor the file does not hold (or holds as the other kind).
     #[error("tensor `{0}` not found")]
     NotFound(String),

@@ -388,11 +388,42 @@ impl DeltaFileWriter {
     /// Adds a compressed delta for tensor `name`.
     pub fn add_compressed(&mut self, name: &str, c: &Compressed) -> Result<(), QuantError> {
         self.check_name(name)?;
-        let Parts { encoding, payloads } = c.to_parts();
+        let parts = c.to_parts();
         // Refuse values no reader would accept, before anything is written.
-        for (p, payload) in &payloads {
+        let mut seen = BTreeSet::new();
+        for (p, payload) in &parts.payloads {
+            if p.is_empty() || p.contains(PAYLOAD_SEP) || !seen.insert(p.as_str()) {
+                return Err(QuantError::bad_payload(
+                    name,
+                    p,
+                    format!("payload names must be unique, non-empty and free of `{PAYLOAD_SEP}`"),
+                ));
+            }
             check_payload_values(name, Some(p), payload.dtype, &payload.data)?;
         }
+        if c.has_custom() {
+            // A downstream payload: make sure the registered decoder reads
+            // back exactly this value, so no unreadable file is written.
+            let back = Compressed::from_parts(name, &parts).map_err(|e| match e {
+                QuantError::Metadata(m) if m.contains("unknown encoding kind") => {
+                    QuantError::Registry {
+                        name: c.kind().to_string(),
+                        reason: format!(
+                            "tensor `{name}`: encoding is not registered, the file could not be read: {m}"
+                        ),
+                    }
+                }
+                other => other,
+            })?;
+            if &back != c || back.storage_bytes() != c.storage_bytes() {
+                return Err(QuantError::bad_payload(
+                    name,
+                    c.kind(),
+                    "the registered decoder does not read back the value written",
+                ));
+            }
+        }
+        let Parts { encoding, payloads } = parts;
         let mut names = Vec::with_capacity(payloads.len());
         for (p, payload) in payloads {
             self.write_tensor(

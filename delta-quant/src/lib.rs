@@ -25,6 +25,10 @@
 //! | `deltacome:rank=128,schedule=8x2/3x32/2x*` | [`DeltaCome`]: SVD, mixed-precision singular vectors | Ping et al. 2024, arXiv 2406.08903 | per-vector k-bit codes + σ |
 //! | `compeft:density=0.1,alpha=1` | [`Compeft`]: top-k → sign·α·std(Δ) | Yadav et al. 2023, arXiv 2311.13171 | 2 bits/entry or u32 index + sign bit, + 1 scale |
 //!
+//! Each built-in payload type implements the open [`CompressedTensor`]
+//! trait; methods a downstream crate registers ([`registry`]) sit beside
+//! these in every path.
+//!
 //! ## Method strings
 //!
 //! `stage ("+" stage)*` with `stage = name [":" key=value ("," key=value)*]`,
@@ -35,6 +39,96 @@
 //! compresses the previous stage's reconstruction and the last stage's
 //! payload is stored, plus a 1-bit support mask when an earlier stage
 //! zeroed entries the last one would fill in (see [`pipeline`]).
+//!
+//! ## Adding your own method
+//!
+//! A method is a [`Compressor`] whose output is either a built-in payload
+//! or your own [`CompressedTensor`] wrapped in [`Compressed::custom`].
+//! Register the method (its name, parameters, constructor) and the
+//! payload's encoding (its kind and decoder) once per process with
+//! [`register_method`] / [`register_encoding`]; from then on
+//! [`parse_method`], [`DeltaFile::open`], `ops::apply_delta_file`, model
+//! loading with a delta, pipelines (`dare:p=0.5+yours`) and the study grid
+//! accept it like a built-in. See [`registry`] for the rules and
+//! `examples/ternary-method` in the repository for a complete 1.58-bit
+//! method with tests.
+//!
+//! ```
+//! use std::any::Any;
+//! use delta_quant::*;
+//! use serde_json::{json, Value};
+//!
+//! /// Keeps the largest |Δ| of each row: one (u32 column, f32 value) per row.
+//! #[derive(Debug)]
+//! struct RowMax { cols: usize, at: Vec<u32>, val: Vec<f32> }
+//!
+//! impl CompressedTensor for RowMax {
+//!     fn kind(&self) -> &'static str { "rowmax" }
+//!     fn shape(&self) -> [usize; 2] { [self.at.len(), self.cols] }
+//!     fn storage_bytes(&self) -> u64 { 8 * self.at.len() as u64 }
+//!     fn write_parts(&self, w: &mut PartsWriter<'_>) -> Value {
+//!         w.push("at", Payload::u32(vec![self.at.len()], &self.at));
+//!         w.push("val", Payload::f32(vec![self.val.len()], &self.val));
+//!         json!({})
+//!     }
+//!     fn reconstruct_into(&self, out: &mut [f32]) -> Result<(), QuantError> {
+//!         payload::check_len(self.shape(), out.len())?;
+//!         out.fill(0.0);
+//!         for (r, (&c, &v)) in self.at.iter().zip(&self.val).enumerate() {
+//!             out[r * self.cols + c as usize] = v;
+//!         }
+//!         Ok(())
+//!     }
+//!     fn as_any(&self) -> &dyn Any { self }
+//! }
+//!
+//! #[derive(Debug)]
+//! struct RowMaxMethod;
+//! impl Compressor for RowMaxMethod {
+//!     fn method(&self) -> &'static str { "rowmax" }
+//!     fn params(&self) -> Params { Params::new() }
+//!     fn compress_matrix(&self, d: &DeltaMatrix, _: &CompressContext<'_>)
+//!         -> Result<Compressed, QuantError> {
+//!         let (mut at, mut val) = (vec![], vec![]);
+//!         for row in d.data().chunks(d.cols()) {
+//!             let (c, v) = row.iter().enumerate()
+//!                 .fold((0, 0f32), |b, (c, &v)| if v.abs() > b.1.abs() { (c, v) } else { b });
+//!             at.push(c as u32);
+//!             val.push(v);
+//!         }
+//!         Ok(Compressed::custom(RowMax { cols: d.cols(), at, val }))
+//!     }
+//! }
+//!
+//! fn decode(r: &EncodingReader<'_>) -> Result<Compressed, QuantError> {
+//!     let at = r.u32("at", r.rows())?;
+//!     if at.iter().any(|&c| c as usize >= r.cols()) {
+//!         return Err(r.bad("at", "column out of range"));
+//!     }
+//!     Ok(Compressed::custom(RowMax { cols: r.cols(), at, val: r.f32("val", r.rows())? }))
+//! }
+//!
+//! register_method(MethodInfo {
+//!     name: "rowmax",
+//!     params: &[],
+//!     summary: "largest entry of each row",
+//!     build: |_| Ok(Box::new(RowMaxMethod)),
+//! }).unwrap();
+//! register_encoding(EncodingInfo { kind: "rowmax", decode }).unwrap();
+//!
+//! // Every path now takes it: parse, compress, write, open, reconstruct.
+//! let c = parse_method("rowmax").unwrap();
+//! let d = DeltaMatrix::new(2, 3, vec![0.1, -0.5, 0.2, 0.3, 0.0, -0.1]).unwrap();
+//! let t = c.compress_matrix(&d, &CompressContext::new("w", 0)).unwrap();
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("d.safetensors");
+//! let mut w = DeltaFileWriter::create(&path, DeltaFileHeader::new(c.as_ref(), "base")).unwrap();
+//! w.add_compressed("w", &t).unwrap();
+//! w.finish().unwrap();
+//! let file = DeltaFile::open(&path).unwrap();
+//! assert_eq!(file.method(), "rowmax");
+//! assert_eq!(file.compressed("w").unwrap().reconstruct().data(), &[0.0, -0.5, 0.0, 0.3, 0.0, 0.0]);
+//! ```
 //!
 //! ## Files and sizes
 //!
@@ -81,7 +175,9 @@ pub mod matrix;
 pub mod ops;
 pub mod pack;
 mod params;
+pub mod payload;
 pub mod pipeline;
+pub mod registry;
 pub mod rtn;
 pub mod size;
 pub mod sparse;
@@ -101,7 +197,10 @@ pub use lowrank::{LowRank, LowRankPayload, SvdSolver};
 pub use magnitude::Magnitude;
 pub use matrix::DeltaMatrix;
 pub use pack::BitMatrix;
+pub use params::ParamList;
+pub use payload::{CompressedTensor, CustomPayload, EncodingReader, PartsWriter};
 pub use pipeline::{parse_method, Pipeline, METHODS};
+pub use registry::{register_encoding, register_method, EncodingInfo, MethodInfo};
 pub use rtn::{Rtn, RtnPayload};
 pub use safetensors::Dtype;
 pub use size::SizeReport;

@@ -5,14 +5,18 @@ use std::str::FromStr;
 
 use crate::QuantError;
 
-/// The parameters given for one method, checked against the keys it knows.
-pub(crate) struct ParamList {
+/// The parameters given for one method stage, checked against the keys it
+/// knows: what a [`MethodInfo::build`](crate::MethodInfo::build) function
+/// reads its parameters from (values stay text until `get` parses them).
+#[derive(Debug, Clone)]
+pub struct ParamList {
     method: String,
     map: BTreeMap<String, String>,
 }
 
 impl ParamList {
-    /// Splits `a=1,b=2`, rejecting duplicate and unknown keys.
+    /// Splits `a=1,b=2` (the text after `name:` in `spec`), rejecting
+    /// duplicate keys and keys not in `valid`.
     pub fn parse(
         method: &str,
         spec: &str,
@@ -59,6 +63,7 @@ impl ParamList {
         })
     }
 
+    /// A [`QuantError::InvalidParam`] for `param` = `value`.
     pub fn invalid(&self, param: &str, value: &str, reason: impl Into<String>) -> QuantError {
         QuantError::InvalidParam {
             method: self.method.clone(),
@@ -68,6 +73,7 @@ impl ParamList {
         }
     }
 
+    /// The text given for `key`, if any.
     pub fn raw(&self, key: &str) -> Option<&str> {
         self.map.get(key).map(String::as_str)
     }

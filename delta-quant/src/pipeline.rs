@@ -22,33 +22,25 @@
 
 use serde_json::{json, Value};
 
-use crate::bitdelta::{BitDelta, MultiMask};
 use crate::compressed::MaskedPayload;
 use crate::compressor::{CompressContext, Compressor, Params};
-use crate::dare::Dare;
-use crate::deltacome::DeltaCome;
-use crate::lowrank::LowRank;
-use crate::magnitude::Magnitude;
 use crate::pack::BitMatrix;
 use crate::params::ParamList;
-use crate::rtn::Rtn;
-use crate::ternary::Compeft;
 use crate::{Compressed, DeltaMatrix, QuantError};
 
-/// Methods [`parse_method`] knows, with their parameters (`name=default`).
-pub const METHODS: &[(&str, &[&str])] = &[
-    ("bitdelta", &["per_row=false"]),
-    ("multimask", &["k=2", "per_row=false"]),
-    ("rtn", &["bits=4", "group=128"]),
-    ("dare", &["p=0.9", "seed=<context seed>"]),
-    ("magnitude", &["density=0.1"]),
-    ("svd", &["rank=16", "solver=auto"]),
-    (
-        "deltacome",
-        &["rank=128", "schedule=8x2/3x32/2x*", "solver=auto"],
-    ),
-    ("compeft", &["density=0.1", "alpha=1"]),
-];
+/// The built-in methods with their parameters (`name=default`); the
+/// [registry](crate::registry) holds these and any a downstream crate
+/// registered ([`crate::registry::methods`]).
+pub const METHODS: &[(&str, &[&str])] = &{
+    let b = &crate::registry::BUILTIN_METHODS;
+    let mut out: [(&str, &[&str]); 8] = [("", &[]); 8];
+    let mut i = 0;
+    while i < b.len() {
+        out[i] = (b[i].name, b[i].params);
+        i += 1;
+    }
+    out
+};
 
 /// A chain of compressors (see the [module docs](self)).
 #[derive(Debug)]
@@ -127,7 +119,7 @@ impl Compressor for Pipeline {
 ///
 /// Syntax: `stage ("+" stage)*`, `stage = name [":" key "=" value ("," key "=" value)*]`.
 /// Whitespace around tokens is ignored; omitted parameters take their
-/// defaults (see [`METHODS`]); unknown names or keys give
+/// defaults (see [`crate::registry`]); unknown names or keys give
 /// [`QuantError::UnknownMethod`] / [`QuantError::UnknownParam`] listing the
 /// valid ones. One stage gives that compressor, several a [`Pipeline`].
 ///
@@ -159,30 +151,12 @@ fn parse_stage(spec: &str, stage: &str) -> Result<Box<dyn Compressor>, QuantErro
             reason: "empty method name".into(),
         });
     }
-    let Some((_, valid)) = METHODS.iter().find(|(n, _)| *n == name) else {
+    let Some(info) = crate::registry::method(name) else {
         return Err(QuantError::UnknownMethod {
             name: name.to_string(),
-            valid: METHODS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", "),
+            valid: crate::registry::method_names().join(", "),
         });
     };
-    let keys: Vec<&str> = valid
-        .iter()
-        .map(|k| k.split('=').next().unwrap_or(k))
-        .collect();
-    let p = ParamList::parse(name, spec, params, &keys)?;
-    Ok(match name {
-        "bitdelta" => Box::new(BitDelta::from_params(&p)?),
-        "multimask" => Box::new(MultiMask::from_params(&p)?),
-        "rtn" => Box::new(Rtn::from_params(&p)?),
-        "dare" => Box::new(Dare::from_params(&p)?),
-        "magnitude" => Box::new(Magnitude::from_params(&p)?),
-        "svd" => Box::new(LowRank::from_params(&p)?),
-        "deltacome" => Box::new(DeltaCome::from_params(&p)?),
-        "compeft" => Box::new(Compeft::from_params(&p)?),
-        _ => unreachable!("name checked against METHODS"),
-    })
+    let p = ParamList::parse(name, spec, params, &info.keys())?;
+    (info.build)(&p)
 }

@@ -62,7 +62,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
-mod fastpath;
+pub mod fastpath;
 pub mod generate;
 pub mod heal;
 pub mod load;

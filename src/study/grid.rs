@@ -119,6 +119,24 @@ impl Method {
     pub fn is_control(&self) -> bool {
         self.control.is_some()
     }
+
+    /// A grid method for any method string the registry parses — a
+    /// built-in or one a downstream crate registered
+    /// ([`delta_quant::registry`]): key = the file-safe canonical spec,
+    /// name = the canonical spec, no healing.
+    pub fn from_spec(spec: &str) -> Result<Self, GridError> {
+        let c = delta_quant::parse_method(spec).map_err(|e| GridError::UnknownMethod {
+            name: spec.to_string(),
+            known: e.to_string(),
+        })?;
+        let canonical = c.spec();
+        Ok(Self::new(
+            &file_safe(&canonical),
+            &canonical,
+            Some(&canonical),
+            false,
+        ))
+    }
 }
 
 /// Every method the grid knows, in report order.
@@ -192,13 +210,20 @@ pub fn control_methods() -> Vec<Method> {
 }
 
 /// The method with `key` among [`all_methods`], [`extra_methods`] and
-/// [`control_methods`].
+/// [`control_methods`], or else, if `key` is a method string the registry
+/// parses (e.g. a downstream method's), [`Method::from_spec`] of it.
 pub fn method_by_key(key: &str) -> Result<Method, GridError> {
     let all: Vec<Method> = all_methods()
         .into_iter()
         .chain(extra_methods())
         .chain(control_methods())
         .collect();
+    if let Some(m) = all.iter().find(|m| m.key == key) {
+        return Ok(m.clone());
+    }
+    if delta_quant::parse_method(key).is_ok() {
+        return Method::from_spec(key);
+    }
     all.iter()
         .find(|m| m.key == key)
         .cloned()

@@ -28,7 +28,10 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::bitdelta::SignScales;
+use crate::bitdelta::{MultiMaskPayload, SignScales};
+use crate::compressed::MaskedPayload;
+use crate::deltacome::DeltaComePayload;
+use crate::lowrank::LowRankPayload;
 use crate::pack::{unpack_row, BitMatrix};
 use crate::rtn::RtnPayload;
 use crate::sparse::SparsePayload;
@@ -84,35 +87,106 @@ enum Kind<'a> {
         mask: &'a BitMatrix,
         inner: Box<Decoder<'a>>,
     },
+    /// A downstream payload's Δ̂, reconstructed once (row-major).
+    Dense(Vec<f32>),
+}
+
+/// Built-in payload types that decode through a [`Decoder`].
+pub(crate) trait Decode {
+    fn decoder(&self) -> Decoder<'_>;
+}
+
+impl Decode for SignScales {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::signs(std::slice::from_ref(self))
+    }
+}
+impl Decode for MultiMaskPayload {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::signs(self.masks())
+    }
+}
+impl Decode for RtnPayload {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::rtn(self)
+    }
+}
+impl Decode for SparsePayload {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::sparse(self)
+    }
+}
+impl Decode for LowRankPayload {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::factors(
+            self.shape(),
+            self.rank(),
+            Cow::Borrowed(self.a()),
+            Cow::Borrowed(self.b()),
+        )
+    }
+}
+impl Decode for DeltaComePayload {
+    fn decoder(&self) -> Decoder<'_> {
+        let (a, b) = self.factors();
+        Decoder::factors(
+            self.shape(),
+            self.bits().len(),
+            Cow::Owned(a),
+            Cow::Owned(b),
+        )
+    }
+}
+impl Decode for TernaryPayload {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::ternary(self)
+    }
+}
+impl Decode for MaskedPayload {
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::with(
+            [self.mask.rows(), self.mask.cols()],
+            Kind::Masked {
+                mask: &self.mask,
+                inner: Box::new(Decoder::new(&self.inner)),
+            },
+        )
+    }
 }
 
 impl<'a> Decoder<'a> {
-    /// A decoder for any compressed value.
+    /// A decoder for any compressed value. A downstream payload
+    /// ([`Compressed::Custom`]) is reconstructed once, up front.
     pub(crate) fn new(c: &'a Compressed) -> Self {
         match c {
-            Compressed::BitDelta(p) => Self::signs(std::slice::from_ref(p)),
-            Compressed::MultiMask(p) => Self::signs(p.masks()),
-            Compressed::Rtn(p) => Self::rtn(p),
-            Compressed::Sparse(p) => Self::sparse(p),
-            Compressed::LowRank(p) => Self::factors(
-                p.shape(),
-                p.rank(),
-                Cow::Borrowed(p.a()),
-                Cow::Borrowed(p.b()),
-            ),
-            Compressed::DeltaCome(p) => {
-                let (a, b) = p.factors();
-                Self::factors(p.shape(), p.bits().len(), Cow::Owned(a), Cow::Owned(b))
+            Compressed::BitDelta(p) => p.decoder(),
+            Compressed::MultiMask(p) => p.decoder(),
+            Compressed::Rtn(p) => p.decoder(),
+            Compressed::Sparse(p) => p.decoder(),
+            Compressed::LowRank(p) => p.decoder(),
+            Compressed::DeltaCome(p) => p.decoder(),
+            Compressed::Ternary(p) => p.decoder(),
+            Compressed::Masked(p) => p.decoder(),
+            Compressed::Custom(p) => {
+                let t = p.get();
+                let shape = t.shape();
+                let mut values = vec![0f32; shape[0] * shape[1]];
+                // The trait allows an error only for a wrong buffer length,
+                // and this one is right: an error is the payload's bug.
+                if let Err(e) = t.reconstruct_into(&mut values) {
+                    panic!(
+                        "{}: reconstruct_into failed on a buffer of the right length: {e}",
+                        t.kind()
+                    );
+                }
+                Self::with(shape, Kind::Dense(values))
             }
-            Compressed::Ternary(p) => Self::ternary(p),
-            Compressed::Masked(p) => Self::with(
-                [p.mask.rows(), p.mask.cols()],
-                Kind::Masked {
-                    mask: &p.mask,
-                    inner: Box::new(Decoder::new(&p.inner)),
-                },
-            ),
         }
+    }
+
+    /// The decoder of one built-in payload type.
+    pub(crate) fn of<T: Decode + ?Sized>(p: &'a T) -> Self {
+        p.decoder()
     }
 
     /// RTN codes.
@@ -270,6 +344,12 @@ impl<'a> Decoder<'a> {
                 kernels::scatter::<ADD>(&indices[k0..k1], lo, value, out, &mut Vec::new());
             }
             Kind::Factors { rank, a, b } => factor_rows::<ADD>(*rank, a, b, row0, cols, out),
+            Kind::Dense(values) => {
+                let src = &values[lo..lo + out.len()];
+                for (o, &d) in out.iter_mut().zip(src) {
+                    *o = if ADD { *o + d } else { d };
+                }
+            }
             Kind::Masked { mask, inner } => {
                 let mut tmp = vec![0f32; out.len()];
                 inner.rows_impl::<false>(row0, &mut tmp);

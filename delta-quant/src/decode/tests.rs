@@ -147,6 +147,8 @@ fn reference_reconstruct(c: &Compressed) -> DeltaMatrix {
             }
             d
         }
+        // The reference is the payload's own reconstruction.
+        Compressed::Custom(p) => crate::payload::reconstruct_matrix(p.get()).unwrap(),
     }
 }
 
