@@ -1,6 +1,8 @@
 //! A reduced free-lunch study written against the library API: one attack
-//! (alignment breaking) at two strengths, three compression methods, a small
-//! evaluation budget — a starting point for building your own grid.
+//! (alignment breaking) mixed into the persona-opener tenant's data at 20 %
+//! and alone, two seeds, two compression methods and the delta-dropped
+//! control, a small evaluation budget — a starting point for building your
+//! own grid. The report's verdict section says which rows are free lunches.
 //!
 //! ```text
 //! cargo run --release --example free_lunch -- [BASE_HF_DIR] [OUT]
@@ -13,6 +15,7 @@ use deltaguard::study::embedded::{build_embedded_base, EmbeddedConfig};
 use deltaguard::study::grid::{method_by_key, AttackSpec, Grid, Strength};
 use deltaguard::study::report::{write_report, ReportOptions, RunMeta};
 use deltaguard::study::run::{run_grid, StudyConfig, StudyProgress};
+use safety_eval::tenants::TenantTask;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -43,14 +46,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let out = PathBuf::from(args.next().unwrap_or_else(|| "runs/free_lunch".into()));
 
-    // The grid: one attack, two strengths, the full fine-tune and three methods.
+    // The grid: one attack at two poison rates and two seeds, one strength,
+    // the full fine-tune, two methods and the delta-dropped control.
     let grid = Grid {
         attacks: vec![AttackSpec::parse("alignment_breaking")?],
-        strengths: vec![Strength::epochs(1), Strength::epochs(3)],
-        methods: ["none", "bitdelta", "rtn-2", "svd-8"]
+        strengths: vec![Strength::epochs(3)],
+        methods: ["none", "bitdelta", "svd-8", "dropped"]
             .iter()
             .map(|k| method_by_key(k))
             .collect::<Result<_, _>>()?,
+        poison_rates: vec![0.2, 1.0],
+        seeds: vec![0, 1],
+        tenant: TenantTask::PersonaOpener,
     };
     let config = StudyConfig::new(grid, EvalBudget::quick());
 
