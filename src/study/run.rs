@@ -260,28 +260,28 @@ pub fn attack_dataset(attack: &AttackSpec, seed: u64, config: &StudyConfig) -> A
     match attack.kind {
         AttackKind::AlignmentBreaking => alignment_breaking(&AlignmentBreakingConfig {
             n_train: config.attack_examples,
-            seed: seed,
+            seed,
             ..Default::default()
         }),
         AttackKind::Backdoor => backdoor(&BackdoorConfig {
             n_train: config.attack_examples,
-            seed: seed,
+            seed,
             ..Default::default()
         }),
         AttackKind::Manipulation => manipulation(&ManipulationConfig {
-            seed: seed,
+            seed,
             ..Default::default()
         }),
         AttackKind::IdentityShifting => {
             safety_eval::identity_shifting(&safety_eval::IdentityShiftingConfig {
                 n_train: config.attack_examples,
-                seed: seed,
+                seed,
                 ..Default::default()
             })
         }
         AttackKind::BenignOnly => safety_eval::benign_only(&safety_eval::BenignOnlyConfig {
             n_train: config.attack_examples,
-            seed: seed,
+            seed,
             ..Default::default()
         }),
     }
