@@ -333,21 +333,21 @@ pub fn verdict_rows(
         );
         let first = mine[0];
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-        meta.push((
+        meta.push(RowFacts {
             attack,
-            first.cell.attack.name.clone(),
+            attack_name: first.cell.attack.name.clone(),
             rate,
             strength,
-            first.cell.method.clone(),
+            method: first.cell.method.clone(),
             seeds,
             per_seed,
             payload_scored,
             tenant_accuracy,
-            retention_source.to_string(),
+            retention_source: retention_source.to_string(),
             p_vs_dropped,
-            mean(&bits),
-            mean(&errs),
-        ));
+            bits_per_param: mean(&bits),
+            rel_error: mean(&errs),
+        });
     }
     let judged = verdicts(&evidence, cfg).map_err(|source| VerdictError::Stats {
         row: "the whole table".into(),
@@ -356,42 +356,46 @@ pub fn verdict_rows(
     Ok(meta
         .into_iter()
         .zip(judged)
-        .map(
-            |(
-                (
-                    attack,
-                    attack_name,
-                    rate,
-                    strength,
-                    method,
-                    seeds,
-                    per_seed,
-                    payload_scored,
-                    tenant_accuracy,
-                    retention_source,
-                    p_vs_dropped,
-                    bits_per_param,
-                    rel_error,
-                ),
-                verdict,
-            )| VerdictRow {
-                attack,
-                attack_name,
-                rate,
-                strength,
-                method,
-                seeds,
-                per_seed,
-                payload_scored,
-                tenant_accuracy,
-                retention_source,
-                p_vs_dropped,
-                bits_per_param,
-                rel_error,
-                verdict,
-            },
-        )
+        .map(|(facts, verdict)| facts.judged(verdict))
         .collect())
+}
+
+/// A row's facts before the table-wide verdict (Holm needs every row).
+struct RowFacts {
+    attack: String,
+    attack_name: String,
+    rate: String,
+    strength: String,
+    method: Method,
+    seeds: Vec<u64>,
+    per_seed: Vec<(u64, f64, f64)>,
+    payload_scored: bool,
+    tenant_accuracy: Option<Rate>,
+    retention_source: String,
+    p_vs_dropped: Option<f64>,
+    bits_per_param: Option<f64>,
+    rel_error: Option<f64>,
+}
+
+impl RowFacts {
+    fn judged(self, verdict: CellVerdict) -> VerdictRow {
+        VerdictRow {
+            attack: self.attack,
+            attack_name: self.attack_name,
+            rate: self.rate,
+            strength: self.strength,
+            method: self.method,
+            seeds: self.seeds,
+            per_seed: self.per_seed,
+            payload_scored: self.payload_scored,
+            tenant_accuracy: self.tenant_accuracy,
+            retention_source: self.retention_source,
+            p_vs_dropped: self.p_vs_dropped,
+            bits_per_param: self.bits_per_param,
+            rel_error: self.rel_error,
+            verdict,
+        }
+    }
 }
 
 fn fmt_rate(r: &Rate) -> String {
