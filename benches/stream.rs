@@ -5,17 +5,20 @@
 //! resident memory of each, which must stay at a few tensors — not the model,
 //! and for apply not the whole compressed delta either.
 //!
+//! Last, the share of `apply`'s time that integrity checking costs (delta
+//! checksums and the base's content digest).
+//!
 //! Run: `cargo bench --bench stream`. The two checkpoints (≈ 1.3 GB each) are
 //! written once to `target/bench-data/` and reused.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use deltaguard::delta_core::{CheckpointWriter, DType, DeltaPair, WriteOptions};
+use deltaguard::delta_core::{Checkpoint, CheckpointWriter, DType, DeltaPair, WriteOptions};
 use deltaguard::delta_quant::ops::{apply_delta_file, compress_checkpoint, CompressOptions};
-use deltaguard::delta_quant::{parse_method, DeltaFile};
+use deltaguard::delta_quant::{parse_method, DeltaFile, OpenOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LAYERS: usize = 2;
 const HIDDEN: usize = 4096;
@@ -195,6 +198,53 @@ fn bench(c: &mut Criterion) {
             peak as f64 / 1e9
         );
     }
+    verification_share(&base, &out, &merged, &write);
+}
+
+/// Best wall time of `n` runs of `f`, in seconds.
+fn best_of(n: usize, mut f: impl FnMut()) -> f64 {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// What integrity checking costs `apply`: the delta's per-tensor XXH3
+/// checksums (open verified vs unverified) and the whole-content digest of
+/// the base that `apply` compares with the one the delta recorded (a fresh
+/// `Checkpoint` each time, so the digest is not cached), as a share of an
+/// `apply` that pays both.
+fn verification_share(base: &Path, out: &Path, merged: &Path, write: &WriteOptions) {
+    let open = |verify_checksums| {
+        DeltaFile::open_with(out, OpenOptions { verify_checksums }).unwrap();
+    };
+    let verified = best_of(5, || open(true));
+    let unverified = best_of(5, || open(false));
+    let digest = best_of(5, || {
+        let ck = Checkpoint::open(base).unwrap();
+        assert!(!ck.content_digest().is_empty());
+    });
+    let apply = best_of(3, || {
+        let ck = Checkpoint::open(base).unwrap();
+        let delta = DeltaFile::open(out).unwrap();
+        apply_delta_file(&ck, &delta, out, merged, write, &mut |_| {}, None).unwrap();
+    });
+    let checksums = (verified - unverified).max(0.0);
+    println!(
+        "verification: delta checksums {:.3} s (open {:.3} s verified vs {:.3} s unverified) \
+         + base content digest {:.3} s = {:.1} % of apply ({:.3} s, best of 3, open and digest \
+         included; {} threads)",
+        checksums,
+        verified,
+        unverified,
+        digest,
+        100.0 * (checksums + digest) / apply,
+        apply,
+        rayon::current_num_threads()
+    );
 }
 
 criterion_group!(benches, bench);

@@ -232,48 +232,37 @@ pub fn check_payload_values(
             format!("element {i} is {v:e}: {why}"),
         ))
     };
-    match dtype {
-        Dtype::F32 => {
-            let scale = payload.is_some_and(is_scale_payload);
-            for (i, c) in bytes.chunks_exact(4).enumerate() {
-                let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                if !v.is_finite() {
-                    return bad(i, v, "not finite");
-                }
-                if payload.is_some() && v.abs() > MAX_PAYLOAD_MAGNITUDE {
-                    return bad(
-                        i,
-                        v,
-                        &format!("exceeds the bound {MAX_PAYLOAD_MAGNITUDE:e} on delta payloads"),
-                    );
-                }
-                if scale && v < 0.0 {
-                    return bad(i, v, "a scale must not be negative");
-                }
+    // Finiteness: one bit-test pass (the same scan the checkpoint writer
+    // uses), for every float type a tensor may be stored in.
+    if let Some(dt) = delta_core::DType::from_safetensors(dtype) {
+        if let Some((i, v)) = delta_core::dtype::first_non_finite(bytes, dt) {
+            return bad(i, v, "not finite");
+        }
+    } else if dtype == Dtype::F64 {
+        for (i, c) in bytes.chunks_exact(8).enumerate() {
+            let v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+            if !v.is_finite() {
+                return bad(i, v as f32, "not finite");
             }
         }
-        Dtype::F16 | Dtype::BF16 => {
-            for (i, c) in bytes.chunks_exact(2).enumerate() {
-                let bits = u16::from_le_bytes([c[0], c[1]]);
-                let v = if dtype == Dtype::F16 {
-                    half::f16::from_bits(bits).to_f32()
-                } else {
-                    half::bf16::from_bits(bits).to_f32()
-                };
-                if !v.is_finite() {
-                    return bad(i, v, "not finite");
-                }
+    }
+    // Bounds on f32 payloads of compressed tensors (carried data is only
+    // required to be finite).
+    if dtype == Dtype::F32 && payload.is_some() {
+        let scale = payload.is_some_and(is_scale_payload);
+        for (i, c) in bytes.chunks_exact(4).enumerate() {
+            let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if v.abs() > MAX_PAYLOAD_MAGNITUDE {
+                return bad(
+                    i,
+                    v,
+                    &format!("exceeds the bound {MAX_PAYLOAD_MAGNITUDE:e} on delta payloads"),
+                );
+            }
+            if scale && v < 0.0 {
+                return bad(i, v, "a scale must not be negative");
             }
         }
-        Dtype::F64 => {
-            for (i, c) in bytes.chunks_exact(8).enumerate() {
-                let v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
-                if !v.is_finite() {
-                    return bad(i, v as f32, "not finite");
-                }
-            }
-        }
-        _ => {}
     }
     Ok(())
 }

@@ -35,10 +35,7 @@ impl Tokenizer {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let dir = dir.as_ref();
         let path = dir.join("tokenizer.json");
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| TokenizerError::Io {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let inner = read_tokenizer_json(&path)?;
         let cfg_path = dir.join("tokenizer_config.json");
         let special = if cfg_path.exists() {
             special_tokens_from_config(&cfg_path)?
@@ -128,9 +125,62 @@ impl Tokenizer {
     }
 }
 
+/// The largest `tokenizer.json` read (the largest public ones are ~35 MB).
+pub const MAX_TOKENIZER_JSON_BYTES: u64 = 256 << 20;
+
+/// Reads a `tokenizer.json`, bounded in size, with every failure a typed
+/// error naming the file.
+fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    let io = |e: std::io::Error| TokenizerError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let bad = |reason: String| TokenizerError::Config {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_TOKENIZER_JSON_BYTES {
+        return Err(bad(format!(
+            "{len} bytes, more than the {MAX_TOKENIZER_JSON_BYTES} a tokenizer.json may have"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    // JSON syntax first: tokenizers 0.22 panics ("Helper", an `expect` in
+    // its decoder deserializer) on some syntax errors inside `decoder`
+    // instead of returning them (found by fuzzing, tests/fuzz); from a
+    // parsed value those errors cannot occur.
+    let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    // The crate has a few more `expect`s on shapes it does not check; any
+    // still reachable becomes this typed error instead of a crash of the
+    // caller.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serde_json::from_value::<tokenizers::Tokenizer>(value)
+    }));
+    match parsed {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(bad(format!("not a tokenizer: {e}"))),
+        Err(_) => Err(bad(
+            "not a tokenizer: the tokenizers crate could not read it".to_string(),
+        )),
+    }
+}
+
 /// Reads `bos_token` etc. from `tokenizer_config.json`; each may be a string
 /// or an `AddedToken` object with a `content` field.
 pub fn special_tokens_from_config(path: &Path) -> Result<SpecialTokens, TokenizerError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| TokenizerError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .len();
+    if len > MAX_TOKENIZER_JSON_BYTES {
+        return Err(TokenizerError::Config {
+            path: path.to_path_buf(),
+            reason: format!("{len} bytes, more than the {MAX_TOKENIZER_JSON_BYTES} it may have"),
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),

@@ -78,3 +78,24 @@ fn template_lookup_prefers_jinja_file_then_tokenizer_config() {
     let t = ChatTemplate::from_dir(tmp.path()).unwrap().unwrap();
     assert_eq!(t.render(&[ChatMessage::user("a")], true).unwrap(), "J1");
 }
+
+/// A `tokenizer.json` cut off inside `"decoder"` (the input fuzzing found:
+/// tokenizers 0.22 panics on it with "Helper") is a typed error naming the
+/// file, not a panic; an oversized or non-tokenizer JSON file likewise.
+#[test]
+fn malformed_tokenizer_json_is_a_typed_error() {
+    let good = std::fs::read_to_string(dir().join("tokenizer.json")).unwrap();
+    let cut = good.find("\"decoder\"").expect("fixture has a decoder") + 40;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    for text in [
+        format!("{}      \"8\": 28,\n  }}\n}}", &good[..cut]),
+        "{\"decoder\": 7}".to_string(),
+        "[1, 2, 3]".to_string(),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let r = std::panic::catch_unwind(|| Tokenizer::from_dir(tmp.path()));
+        let e = r.expect("no panic").err().expect("refused");
+        assert!(e.to_string().contains("tokenizer.json"), "{e}");
+    }
+}

@@ -308,7 +308,10 @@ fn count<B: Backend>(app: &App<B>, endpoint: &str, model: &str, status: StatusCo
 }
 
 /// The generation parameters of a request, checked.
-fn params(c: &Common, prompt: Vec<u32>, default_max: usize) -> Result<GenParams, ApiError> {
+/// Checks a request's sampling and length fields and turns them, with the
+/// tokenized `prompt`, into engine parameters; a bad field is a 400 naming
+/// it. (Public for the fuzz target of request bodies.)
+pub fn params(c: &Common, prompt: Vec<u32>, default_max: usize) -> Result<GenParams, ApiError> {
     if c.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request(
             "invalid_n",
