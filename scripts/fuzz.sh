@@ -6,7 +6,8 @@
 #
 #   scripts/fuzz.sh SECONDS [TARGET...]   fuzz each target (all by default)
 #   scripts/fuzz.sh --build               only build the fuzz binaries
-#   FUZZ_RUNS=N scripts/fuzz.sh 0 T...    run each target for N executions
+#   FUZZ_RUNS=N scripts/fuzz.sh S T...    stop each target at N executions
+#                                         (or S seconds, whichever is first)
 #
 # Each target starts from the committed corpus (tests/fuzz/corpus/TARGET) and
 # keeps what it finds in target/fuzz/corpus/TARGET (copy new inputs worth
@@ -42,7 +43,7 @@ RUSTFLAGS="$flags" cargo build --profile fuzz -p deltaguard-fuzz --features libf
 [[ $build_only -eq 1 ]] && exit 0
 
 bindir="$CARGO_TARGET_DIR/$host/fuzz"
-report="$CARGO_TARGET_DIR/report.md"
+report="${FUZZ_REPORT:-$CARGO_TARGET_DIR/report.md}"
 cpu="$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 {
   echo "Fuzzing, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $cpu, 1 process per target"
@@ -56,7 +57,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$art"
   log="$CARGO_TARGET_DIR/$t.log"
   args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art")
-  if [[ -n "${FUZZ_RUNS:-}" ]]; then args+=(-runs="$FUZZ_RUNS"); else args+=(-max_total_time="$secs"); fi
+  args+=(-max_total_time="$secs")
+  [[ -n "${FUZZ_RUNS:-}" ]] && args+=(-runs="$FUZZ_RUNS")
   start=$(date +%s)
   set +e
   "$bindir/fuzz-$t" "${args[@]}" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
