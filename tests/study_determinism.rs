@@ -122,20 +122,28 @@ fn strip_wall_clock(v: &mut serde_json::Value) {
     }
 }
 
-/// What of a file must match: its bytes, or for the JSON files that record
-/// wall-clock time, its text with those fields removed (serde_json prints
-/// every f64 in its shortest round-trip form, so the text still shows any
-/// difference in the last bit).
-fn comparable(rel: &Path, bytes: &[u8]) -> Vec<u8> {
+/// What of a file under `out` must match: its bytes, or for the JSON files
+/// that record wall-clock time, its text with those fields removed
+/// (serde_json prints every f64 in its shortest round-trip form, so the text
+/// still shows any difference in the last bit). The cells name their model
+/// by its path, which lies under each run's own `out`: that prefix reads
+/// `<out>` in both.
+fn comparable(out: &Path, rel: &Path, bytes: &[u8]) -> Vec<u8> {
     let name = rel.file_name().unwrap().to_string_lossy();
     let in_cells = rel.starts_with("cells");
-    if name == "report.json" || (in_cells && name.ends_with(".json")) {
+    let bytes = if name == "report.json" || (in_cells && name.ends_with(".json")) {
         let mut v: serde_json::Value = serde_json::from_slice(bytes)
             .unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
         strip_wall_clock(&mut v);
         serde_json::to_vec_pretty(&v).unwrap()
     } else {
         bytes.to_vec()
+    };
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => text
+            .replace(&out.display().to_string(), "<out>")
+            .into_bytes(),
+        Err(_) => bytes,
     }
 }
 
@@ -179,7 +187,7 @@ fn same_seed_and_threads_give_byte_identical_outputs() {
 
     let mut differ = Vec::new();
     for (rel, bytes) in &fa {
-        let (x, y) = (comparable(rel, bytes), comparable(rel, &fb[rel]));
+        let (x, y) = (comparable(&a, rel, bytes), comparable(&b, rel, &fb[rel]));
         if x != y {
             let detail = if rel.to_string_lossy().ends_with(".safetensors") {
                 let at = x.iter().zip(&y).position(|(p, q)| p != q);
