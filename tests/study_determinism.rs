@@ -132,8 +132,8 @@ fn comparable(out: &Path, rel: &Path, bytes: &[u8]) -> Vec<u8> {
     let name = rel.file_name().unwrap().to_string_lossy();
     let in_cells = rel.starts_with("cells");
     let bytes = if name == "report.json" || (in_cells && name.ends_with(".json")) {
-        let mut v: serde_json::Value = serde_json::from_slice(bytes)
-            .unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
         strip_wall_clock(&mut v);
         serde_json::to_vec_pretty(&v).unwrap()
     } else {

@@ -132,7 +132,10 @@ impl DeltaMatrix {
     /// ‖self‖²_F, accumulated in f64.
     pub fn squared_norm(&self) -> f64 {
         fixed_chunk_sum(self.data.len(), |range| {
-            self.data[range].iter().map(|&a| (a as f64) * (a as f64)).sum()
+            self.data[range]
+                .iter()
+                .map(|&a| (a as f64) * (a as f64))
+                .sum()
         })
     }
 }
