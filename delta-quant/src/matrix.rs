@@ -117,18 +117,97 @@ impl DeltaMatrix {
     /// ‖self − other‖²_F, accumulated in f64.
     pub fn squared_error(&self, other: &DeltaMatrix) -> f64 {
         assert_eq!(self.shape(), other.shape(), "squared_error: shape mismatch");
-        self.data
-            .par_iter()
-            .zip(other.data.par_iter())
-            .map(|(&a, &b)| {
-                let d = a as f64 - b as f64;
-                d * d
-            })
-            .sum()
+        fixed_chunk_sum(self.data.len(), |range| {
+            self.data[range.clone()]
+                .iter()
+                .zip(&other.data[range])
+                .map(|(&a, &b)| {
+                    let d = a as f64 - b as f64;
+                    d * d
+                })
+                .sum()
+        })
     }
 
     /// ‖self‖²_F, accumulated in f64.
     pub fn squared_norm(&self) -> f64 {
-        self.data.par_iter().map(|&a| (a as f64) * (a as f64)).sum()
+        fixed_chunk_sum(self.data.len(), |range| {
+            self.data[range]
+                .iter()
+                .map(|&a| (a as f64) * (a as f64))
+                .sum()
+        })
+    }
+}
+
+/// Elements per chunk of [`fixed_chunk_sum`]: fixed, so the grouping of the
+/// sum does not depend on the thread count.
+const SUM_CHUNK: usize = 1 << 16;
+
+/// `Σ chunk_sum(range)` over `0..len` cut into [`SUM_CHUNK`]-element
+/// ranges: each range summed sequentially (in parallel with the others), the
+/// partial sums then added in index order. Rayon's own `sum` splits the
+/// work where threads happen to steal it, so its floating-point result
+/// changed from run to run; this one is the same for any thread count and
+/// any scheduling.
+pub(crate) fn fixed_chunk_sum(
+    len: usize,
+    chunk_sum: impl Fn(std::ops::Range<usize>) -> f64 + Sync,
+) -> f64 {
+    let partials: Vec<f64> = (0..len.div_ceil(SUM_CHUNK))
+        .into_par_iter()
+        .map(|c| chunk_sum(c * SUM_CHUNK..((c + 1) * SUM_CHUNK).min(len)))
+        .collect();
+    partials.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values of very different magnitudes (so the grouping of a float sum
+    /// shows in its last bits), several chunks and a ragged last one.
+    fn matrix(seed: u64) -> DeltaMatrix {
+        let (rows, cols) = (37, 5 * SUM_CHUNK / 37 + 11);
+        let mut state = seed;
+        let data = (0..rows * cols)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                u * 10f32.powi((state >> 20) as i32 % 7 - 3)
+            })
+            .collect();
+        DeltaMatrix::new(rows, cols, data).unwrap()
+    }
+
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    /// Bit for bit the same norm and error on 1, 2 and 4 threads, run after
+    /// run, and equal to the sum in chunk order.
+    #[test]
+    fn sums_do_not_depend_on_threads_or_scheduling() {
+        let (a, b) = (matrix(1), matrix(2));
+        let reference = (a.squared_norm(), a.squared_error(&b));
+        for threads in [1, 2, 4, 1, 2, 4] {
+            for _ in 0..3 {
+                let got = in_pool(threads, || (a.squared_norm(), a.squared_error(&b)));
+                assert_eq!(reference.0.to_bits(), got.0.to_bits(), "{threads} threads");
+                assert_eq!(reference.1.to_bits(), got.1.to_bits(), "{threads} threads");
+            }
+        }
+        let sequential: f64 = a
+            .data()
+            .chunks(SUM_CHUNK)
+            .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+            .sum();
+        assert_eq!(reference.0.to_bits(), sequential.to_bits());
     }
 }

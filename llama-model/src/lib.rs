@@ -17,6 +17,7 @@
 //! |---|---|
 //! | [`config`] | [`LlamaConfig`] from `config.json` or in code |
 //! | [`model`] | RMSNorm, rotary GQA attention, SwiGLU, blocks, [`Llama`]; [`LinearWeight`]: dense, or base + sign / low-rank delta kept apart |
+//! | [`exact_grad`] | division, softmax, log-softmax with exact, reproducible gradients on burn-ndarray |
 //! | [`rope`] | rotate-half rotary embeddings, linear / llama3 / dynamic-NTK scaling |
 //! | [`cache`] | [`KvCache`] |
 //! | [`load`] | HF directories through delta-core, in-memory tensors, merged deltas |
@@ -62,6 +63,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod exact_grad;
 pub mod fastpath;
 pub mod generate;
 pub mod heal;

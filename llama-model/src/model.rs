@@ -7,7 +7,6 @@
 //! `[in, out]` (Burn's convention); Hugging Face stores `[out, in]`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
@@ -309,7 +308,7 @@ impl<B: Backend> RmsNorm<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [_, _, n] = x.dims();
         let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
-        x.div(rms).mul(self.weight.val().reshape([1, 1, n]))
+        crate::exact_grad::div(x, rms).mul(self.weight.val().reshape([1, 1, n]))
     }
 }
 
@@ -385,7 +384,7 @@ impl<B: Backend> Attention<B> {
                 .reshape([b, kv, n_rep * s, t]),
             None => scores,
         };
-        let probs = softmax(scores, 3);
+        let probs = crate::exact_grad::softmax(scores, 3);
         let out = probs
             .matmul(v)
             .reshape([b, h, s, d])

@@ -1,10 +1,12 @@
 //! Losses: token cross-entropy under a weight mask, logit MSE.
 
-use burn::tensor::activation::log_softmax;
+use crate::exact_grad::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-/// `Σ w·(−log p(target)) / normalizer` over `[b, s]` positions.
+/// `Σ w·(−log p(target)) / normalizer` over `[b, s]` positions (its
+/// log-softmax from [`crate::exact_grad`], so the gradient is exact and
+/// reproducible).
 ///
 /// With gradient accumulation the normalizer is the number of loss tokens
 /// in the whole optimizer step (not in the micro-batch), so that the summed
