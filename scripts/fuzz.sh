@@ -59,6 +59,7 @@ for t in "${targets[@]}"; do
   args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$art")
   args+=(-max_total_time="$secs")
   [[ -n "${FUZZ_RUNS:-}" ]] && args+=(-runs="$FUZZ_RUNS")
+  stamp="$CARGO_TARGET_DIR/$t.stamp"; touch "$stamp"
   start=$(date +%s)
   set +e
   "$bindir/fuzz-$t" "${args[@]}" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
@@ -68,8 +69,10 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  crashes=$(ls "$art" | grep -c '^crash-' || true)
-  hangs=$(ls "$art" | grep -Ec '^(timeout|oom|slow-unit)-' || true)
+  # Only what this run found (earlier findings stay in the folder).
+  found=$(find "$art" -type f -newer "$stamp" -printf '%f\n')
+  crashes=$(grep -c '^crash-' <<<"$found" || true)
+  hangs=$(grep -Ec '^(timeout|oom)-' <<<"$found" || true)
   n=$(ls "$work" | wc -l)
   echo "| $t | $took | ${execs:-?} | ${rate:-?} | $crashes | $hangs | $n | ${cov:-?} |" >>"$report"
   if [[ $rc -ne 0 ]]; then
