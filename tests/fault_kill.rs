@@ -157,11 +157,14 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// A command line for an output path, with or without `--overwrite`.
+type ArgsFor = Box<dyn Fn(&Path, bool) -> Vec<String>>;
+
 /// One command under test: its arguments for an output path, and how to
 /// check that an output is complete and valid.
 struct Case {
     name: &'static str,
-    args: Box<dyn Fn(&Path, bool) -> Vec<String>>,
+    args: ArgsFor,
     valid: fn(&Path),
 }
 
