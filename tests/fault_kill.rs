@@ -212,6 +212,17 @@ fn exercise(case: &Case, dir: &Path, seed: u64, points: usize) {
         // lock files notwithstanding.
         run_ok(&(case.args)(&out, true));
         (case.valid)(&out);
+        // ... and has cleaned up what the killed one left beside the output.
+        let name = out.file_name().unwrap().to_string_lossy().to_string();
+        let stray: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(&format!(".{name}.")))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{what}: left beside the output: {stray:?}"
+        );
         assert!(snapshot(&out) == before, "{what}: rerun differs");
     }
 }
