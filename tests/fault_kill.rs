@@ -157,11 +157,14 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// A command line for an output path, with or without `--overwrite`.
+type ArgsFor = Box<dyn Fn(&Path, bool) -> Vec<String>>;
+
 /// One command under test: its arguments for an output path, and how to
 /// check that an output is complete and valid.
 struct Case {
     name: &'static str,
-    args: Box<dyn Fn(&Path, bool) -> Vec<String>>,
+    args: ArgsFor,
     valid: fn(&Path),
 }
 
@@ -209,6 +212,17 @@ fn exercise(case: &Case, dir: &Path, seed: u64, points: usize) {
         // lock files notwithstanding.
         run_ok(&(case.args)(&out, true));
         (case.valid)(&out);
+        // ... and has cleaned up what the killed one left beside the output.
+        let name = out.file_name().unwrap().to_string_lossy().to_string();
+        let stray: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(&format!(".{name}.")))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{what}: left beside the output: {stray:?}"
+        );
         assert!(snapshot(&out) == before, "{what}: rerun differs");
     }
 }

@@ -232,8 +232,68 @@ impl OutputLock {
             // open and our lock: then we hold a lock on an unlinked file, and
             // must start again on the file now at the path.
             if same_file(&file, &path) {
+                recover_stale(target);
                 return Ok(OutputLock { path, _file: file });
             }
+        }
+    }
+}
+
+/// Characters of the random part of a `tempfile` name (its default).
+const RANDOM_CHARS: usize = 6;
+
+/// What a hard-killed writer of `target` left beside it, cleaned up by the
+/// next writer once it holds the lock (every writer of a locked target
+/// takes it, so no living writer owns these). A previous output that a
+/// killed `--overwrite` had moved aside (`.<name>.old-XXXXXX/previous`,
+/// between the two renames of [`AtomicDir::commit`]) is put back when the
+/// target is missing; stale `.<name>.tmp-XXXXXX`, `.<name>.old-XXXXXX`
+/// and delta-file temporaries (`.<name>.XXXXXX[.data].tmp`) are removed. Only names with exactly tempfile's random suffix
+/// match, so `.a.tmp-x.tmp-XXXXXX` (a temporary of `a.tmp-x`) is not
+/// taken for one of `a`'s. Best effort: a failure leaves the entry as it was.
+fn recover_stale(target: &Path) {
+    let parent = parent_of(target);
+    let (Ok(tmp), Ok(old)) = (hidden_prefix(target, "tmp"), hidden_prefix(target, "old")) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return;
+    };
+    let is_temp = |name: &str, prefix: &str| {
+        name.strip_prefix(prefix).is_some_and(|rest| {
+            rest.len() == RANDOM_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+    };
+    // delta-quant's delta-file writer names its temporaries
+    // `.<name>.XXXXXX.data.tmp` and `.<name>.XXXXXX.tmp`.
+    let dotted = format!(
+        ".{}.",
+        target.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let is_delta_temp = |name: &str| {
+        name.strip_prefix(&dotted).is_some_and(|rest| {
+            [".data.tmp", ".tmp"].iter().any(|suffix| {
+                rest.strip_suffix(suffix).is_some_and(|r| {
+                    r.len() == RANDOM_CHARS && r.bytes().all(|b| b.is_ascii_alphanumeric())
+                })
+            })
+        })
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let path = entry.path();
+        if is_temp(&name, &old) {
+            let previous = path.join("previous");
+            if !target.exists() && previous.exists() {
+                let _ = fs::rename(&previous, target);
+            }
+            let _ = fs::remove_dir_all(&path);
+        } else if is_temp(&name, &tmp) || is_delta_temp(&name) {
+            let _ = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
         }
     }
 }

@@ -701,3 +701,40 @@ fn atomic_outputs_have_ordinary_permissions() {
     let expected = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
     assert_eq!(file_mode, expected);
 }
+
+/// What a `kill -9` leaves beside a target — a stale temporary, and a
+/// previous output moved aside by an interrupted `--overwrite` commit — is
+/// cleaned up (the previous output put back) by the next writer that takes
+/// the lock; another target's temporaries are left alone.
+#[test]
+fn the_next_lock_holder_cleans_up_after_a_killed_writer() {
+    use delta_core::OutputLock;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("model");
+    // A killed writer's half-built directory and half-written file.
+    std::fs::create_dir(tmp.path().join(".model.tmp-a1B2c3")).unwrap();
+    std::fs::write(tmp.path().join(".model.tmp-a1B2c3/x"), b"half").unwrap();
+    std::fs::write(tmp.path().join(".model.tmp-Zz9yY8"), b"half").unwrap();
+    std::fs::write(tmp.path().join(".model.oCP7kN.data.tmp"), b"half").unwrap();
+    std::fs::write(tmp.path().join(".model.oCP7kN.tmp"), b"half").unwrap();
+    // Killed between "move the old output aside" and "rename the new one in".
+    let aside = tmp.path().join(".model.old-q1w2e3");
+    std::fs::create_dir_all(aside.join("previous")).unwrap();
+    std::fs::write(aside.join("previous/config.json"), b"{}").unwrap();
+    // Not ours: a temporary of the target `model.tmp-x`, and a user's file.
+    let other = tmp.path().join(".model.tmp-x.tmp-abcdef");
+    std::fs::write(&other, b"someone else's").unwrap();
+    std::fs::write(tmp.path().join(".model.tmp-notes.txt"), b"user").unwrap();
+
+    drop(OutputLock::acquire(&target).unwrap());
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [".model.tmp-notes.txt", ".model.tmp-x.tmp-abcdef", "model"]
+    );
+    assert_eq!(std::fs::read(target.join("config.json")).unwrap(), b"{}");
+}

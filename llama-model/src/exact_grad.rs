@@ -98,12 +98,11 @@ mod tests {
         t.into_data().to_vec::<f32>().unwrap()
     }
 
+    /// A function of one autodiff tensor.
+    type AdFn = dyn Fn(Tensor<Ad, 3>) -> Tensor<Ad, 3>;
+
     /// The gradient of `Σ w · f(x)` with respect to `x`.
-    fn grad(
-        f: &dyn Fn(Tensor<Ad, 3>) -> Tensor<Ad, 3>,
-        x: &Tensor<Inner, 3>,
-        w: &Tensor<Inner, 3>,
-    ) -> Vec<f32> {
+    fn grad(f: &AdFn, x: &Tensor<Inner, 3>, w: &Tensor<Inner, 3>) -> Vec<f32> {
         let x = Tensor::<Ad, 3>::from_inner(x.clone()).require_grad();
         let loss = f(x.clone()).mul(Tensor::from_inner(w.clone())).sum();
         values(x.grad(&loss.backward()).unwrap())
@@ -117,7 +116,7 @@ mod tests {
     fn gradients_are_reproducible_and_exact() {
         let (x, w) = inputs();
         let (xs, ws) = (values(x.clone()), values(w.clone()));
-        let cases: [(&str, &dyn Fn(Tensor<Ad, 3>) -> Tensor<Ad, 3>); 3] = [
+        let cases: [(&str, &AdFn); 3] = [
             ("log_softmax", &|x| log_softmax(x, 2)),
             ("softmax", &|x| softmax(x, 2)),
             ("div by rms", &|x: Tensor<Ad, 3>| {
@@ -129,7 +128,7 @@ mod tests {
             let first = grad(f, &x, &w);
             for _ in 0..8 {
                 // Shift the allocator's next addresses by an odd amount.
-                let _pad = vec![0u8; 4 * 7 + 4];
+                let _pad = Vec::<u8>::with_capacity(4 * 7 + 4);
                 let again = grad(f, &x, &w);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&first), bits(&again), "{name}: gradient changed");
