@@ -128,29 +128,38 @@ impl Tokenizer {
 /// The largest `tokenizer.json` read (the largest public ones are ~35 MB).
 pub const MAX_TOKENIZER_JSON_BYTES: u64 = 256 << 20;
 
-/// Reads a `tokenizer.json`, bounded in size, with every failure a typed
-/// error naming the file.
-fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, TokenizerError> {
+/// Reads a tokenizer JSON file (`tokenizer.json`, `tokenizer_config.json`):
+/// bounded in size, parsed, every failure a typed error naming the file.
+fn read_json_file(path: &Path) -> Result<Value, TokenizerError> {
     let io = |e: std::io::Error| TokenizerError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_TOKENIZER_JSON_BYTES {
+        return Err(TokenizerError::Config {
+            path: path.to_path_buf(),
+            reason: format!("{len} bytes, more than the {MAX_TOKENIZER_JSON_BYTES} it may have"),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    serde_json::from_str(&text).map_err(|e| TokenizerError::Config {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a `tokenizer.json`, with every failure a typed error naming the file.
+fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, TokenizerError> {
     let bad = |reason: String| TokenizerError::Config {
         path: path.to_path_buf(),
         reason,
     };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > MAX_TOKENIZER_JSON_BYTES {
-        return Err(bad(format!(
-            "{len} bytes, more than the {MAX_TOKENIZER_JSON_BYTES} a tokenizer.json may have"
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(io)?;
     // JSON syntax first: tokenizers 0.22 panics ("Helper", an `expect` in
     // its decoder deserializer) on some syntax errors inside `decoder`
     // instead of returning them (found by fuzzing, tests/fuzz); from a
     // parsed value those errors cannot occur.
-    let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let value = read_json_file(path)?;
     // The crate has a few more `expect`s on shapes it does not check; any
     // still reachable becomes this typed error instead of a crash of the
     // caller.
@@ -169,26 +178,7 @@ fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer, TokenizerEr
 /// Reads `bos_token` etc. from `tokenizer_config.json`; each may be a string
 /// or an `AddedToken` object with a `content` field.
 pub fn special_tokens_from_config(path: &Path) -> Result<SpecialTokens, TokenizerError> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| TokenizerError::Io {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?
-        .len();
-    if len > MAX_TOKENIZER_JSON_BYTES {
-        return Err(TokenizerError::Config {
-            path: path.to_path_buf(),
-            reason: format!("{len} bytes, more than the {MAX_TOKENIZER_JSON_BYTES} it may have"),
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| TokenizerError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| TokenizerError::Config {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let v = read_json_file(path)?;
     let get = |key: &str| -> Result<Option<String>, TokenizerError> {
         match v.get(key) {
             None | Some(Value::Null) => Ok(None),

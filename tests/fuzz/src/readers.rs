@@ -89,6 +89,13 @@ fn model_folder_without(target: &str, except: &[&str]) -> PathBuf {
     dir
 }
 
+/// Reads every tensor of `ck` as f32, as a model load would.
+fn read_every_tensor(ck: &Checkpoint) {
+    for name in ck.tensor_names() {
+        let _ = ck.read_f32(name);
+    }
+}
+
 fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).expect("write a fuzz input file");
 }
@@ -112,10 +119,7 @@ pub fn safetensors(data: &[u8]) -> bool {
     let Ok(ck) = Checkpoint::open(&dir) else {
         return false;
     };
-    let names: Vec<String> = ck.tensor_names().into_iter().map(String::from).collect();
-    for name in &names {
-        let _ = ck.read_f32(name);
-    }
+    read_every_tensor(&ck);
     let _ = ck.fingerprint();
     let _ = ck.content_digest();
     if let Ok(model) = Llama::<B>::from_checkpoint(&ck, &Default::default()) {
@@ -142,10 +146,7 @@ pub fn safetensors_index(data: &[u8]) -> bool {
     let Ok(ck) = Checkpoint::open(&dir) else {
         return false;
     };
-    let names: Vec<String> = ck.tensor_names().into_iter().map(String::from).collect();
-    for name in &names {
-        let _ = ck.read_f32(name);
-    }
+    read_every_tensor(&ck);
     let _ = ck.content_digest();
     true
 }
