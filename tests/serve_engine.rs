@@ -89,9 +89,23 @@ fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<GenEvent>) -> (Vec<u32>,
 
 #[test]
 fn batched_tenants_equal_generate_on_the_merged_model() {
+    batched_equals_generate(EngineConfig::default());
+}
+
+/// Prompts prefilled two tokens per step, so every step mixes prompt chunks
+/// of some sequences with decode rows of others (and chunks of two tenants).
+#[test]
+fn chunked_prefill_next_to_decoding_sequences_changes_no_token() {
+    batched_equals_generate(EngineConfig {
+        prefill_chunk: 2,
+        ..EngineConfig::default()
+    });
+}
+
+fn batched_equals_generate(config: EngineConfig) {
     let tmp = tempfile::tempdir().unwrap();
-    let e = engine(tmp.path(), EngineConfig::default());
-    let prompts: [&[u32]; 2] = [&[1, 5, 9, 200], &[1, 17, 33]];
+    let e = engine(tmp.path(), config);
+    let prompts: [&[u32]; 3] = [&[1, 5, 9, 200], &[1, 17, 33], &[1, 2, 3, 4, 5, 6, 7, 8, 9]];
     // Every tenant and the base, two prompts each, all in flight together.
     let mut pending = Vec::new();
     for (name, _) in METHODS.iter().chain(&[("base", "")]) {

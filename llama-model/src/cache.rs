@@ -192,16 +192,19 @@ impl<B: Backend> KvCache<B> {
         }
     }
 
-    /// Layer `i`'s place in the cache.
-    pub(crate) fn layer_mut(&mut self, i: usize) -> LayerSlot<'_, B> {
+    /// Layer `i`'s place in the cache. A caller that runs the layers itself
+    /// (the serving engine) appends each layer's keys and values through it,
+    /// then calls [`Self::finish_step`] once.
+    pub fn layer_mut(&mut self, i: usize) -> LayerSlot<'_, B> {
         LayerSlot {
             slot: &mut self.layers[i],
             capacity: self.capacity,
         }
     }
 
-    /// Records that `s` positions were appended; `full_mask` covers all `len + s`.
-    pub(crate) fn finish_step(&mut self, s: usize, full_mask: Option<Tensor<B, 2, Int>>) {
+    /// Records that `s` positions were appended to every layer; `full_mask`
+    /// covers all `len + s` (`None`: no position is padding).
+    pub fn finish_step(&mut self, s: usize, full_mask: Option<Tensor<B, 2, Int>>) {
         self.len += s;
         self.mask = full_mask;
     }

@@ -86,8 +86,8 @@ pub use heal::{
 };
 pub use load::{DeltaApplied, F32Tensor, NamedTensors, TensorSource};
 pub use model::{
-    ForwardOptions, ForwardOutput, HiddenStates, LayerHidden, LinearWeight, Llama, LogitsMode,
-    LoraDelta, LowRankDelta, SignDelta,
+    attend, ForwardOptions, ForwardOutput, HiddenStates, LayerHidden, LinearWeight, Llama,
+    LogitsMode, LoraDelta, LowRankDelta, SignDelta,
 };
 pub use tokenizer::{IncrementalDecoder, SpecialTokens, Tokenizer};
 pub mod gguf;

@@ -365,33 +365,52 @@ impl<B: Backend> Attention<B> {
             Some(slot) => slot.append(k, v),
             None => (k, v),
         };
-        if let Some(out) = fastpath::attention(&q, &k, &v, mask) {
-            return project(&self.o_proj, out);
-        }
-        let t = k.dims()[2];
-        let n_rep = h / kv;
-
-        // The query heads that share a key/value head are stacked along the
-        // sequence axis, so K and V are never repeated.
-        let q = q.reshape([b, kv, n_rep * s, d]);
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (d as f64).sqrt());
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape([b, h, s, t])
-                .mask_fill(mask.clone().expand([b, h, s, t]), f32::MIN)
-                .reshape([b, kv, n_rep * s, t]),
-            None => scores,
-        };
-        let probs = crate::exact_grad::softmax(scores, 3);
-        let out = probs
-            .matmul(v)
-            .reshape([b, h, s, d])
-            .swap_dims(1, 2)
-            .reshape([b, s, h * d]);
-        project(&self.o_proj, out)
+        project(&self.o_proj, attend(q, k, v, mask))
     }
+}
+
+/// Scaled dot-product attention of queries `q` `[b, h, s, d]` over keys and
+/// values `k`, `v` `[b, kv, t, d]` (grouped: query head `i` reads key/value
+/// head `i / (h / kv)`); `mask` `[b, 1, s, t]`, true where a key is ignored.
+/// Returns `[b, s, h·d]`, the layout the output projection reads.
+///
+/// The fast path (feature `fastpath`, burn-ndarray f32) runs it in one pass
+/// per head; every other tensor takes Burn's operations. Used by
+/// [`Attention::forward`] and by callers that keep their own caches (the
+/// serving engine), so both compute the same function.
+pub fn attend<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 3> {
+    if let Some(out) = fastpath::attention(&q, &k, &v, mask) {
+        return out;
+    }
+    let [b, h, s, d] = q.dims();
+    let kv = k.dims()[1];
+    let t = k.dims()[2];
+    let n_rep = h / kv;
+
+    // The query heads that share a key/value head are stacked along the
+    // sequence axis, so K and V are never repeated.
+    let q = q.reshape([b, kv, n_rep * s, d]);
+    let scores = q
+        .matmul(k.swap_dims(2, 3))
+        .mul_scalar(1.0 / (d as f64).sqrt());
+    let scores = match mask {
+        Some(mask) => scores
+            .reshape([b, h, s, t])
+            .mask_fill(mask.clone().expand([b, h, s, t]), f32::MIN)
+            .reshape([b, kv, n_rep * s, t]),
+        None => scores,
+    };
+    let probs = crate::exact_grad::softmax(scores, 3);
+    probs
+        .matmul(v)
+        .reshape([b, h, s, d])
+        .swap_dims(1, 2)
+        .reshape([b, s, h * d])
 }
 
 // ---------------------------------------------------------------------------

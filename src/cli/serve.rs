@@ -50,6 +50,10 @@ pub struct Args {
     /// Most sequences decoded together.
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
+    /// Most prompt tokens prefilled in one step, in chunks next to the
+    /// decoding sequences (a long prompt never stalls the batch for longer).
+    #[arg(long, default_value_t = 64)]
+    prefill_chunk: usize,
     /// Most requests waiting; more get 429 with Retry-After.
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
@@ -116,6 +120,7 @@ pub fn run(args: Args) -> CliResult {
     };
     let config = EngineConfig {
         max_batch: args.max_batch,
+        prefill_chunk: args.prefill_chunk.max(1),
         max_queue: args.max_queue,
         kv_budget_bytes: args.kv_budget,
     };

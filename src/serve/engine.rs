@@ -6,8 +6,11 @@
 //! Each loop iteration (1) takes new commands, (2) admits queued requests
 //! round-robin across tenants (so one tenant's burst cannot starve another)
 //! while the batch has a free slot and the KV budget has room for the
-//! request's prompt plus `max_tokens`, prefilling each admitted prompt, and
-//! (3) runs one decode step for the whole batch ([`super::forward::step`]).
+//! request's prompt plus `max_tokens`, and (3) runs one step for the whole
+//! batch ([`super::forward::step`]): one new token of every decoding
+//! sequence, and the next chunk of the prompts being prefilled (at most
+//! [`EngineConfig::prefill_chunk`] prompt tokens per step, oldest first),
+//! so a long prompt never stalls the decoding sequences for a whole prefill.
 //! A request whose receiver is gone (client disconnected) leaves the batch
 //! at once, freeing its slot and KV reservation.
 //!
@@ -28,16 +31,19 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
-use super::forward::{step, SeqKv, StepInput};
+use super::forward::{step, StepInput};
 use super::metrics::Metrics;
 use super::tenant::{Base, Tenant, TenantInfo};
 use super::ServeError;
+use llama_model::KvCache;
 
 /// Limits of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Most sequences decoded together.
     pub max_batch: usize,
+    /// Most prompt tokens prefilled in one step (≥ 1), next to the decode rows.
+    pub prefill_chunk: usize,
     /// Most requests waiting to run; more are refused ([`SubmitError::QueueFull`]).
     pub max_queue: usize,
     /// Bytes of KV cache all running sequences may reserve together.
@@ -48,6 +54,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_batch: 8,
+            prefill_chunk: 64,
             max_queue: 64,
             kv_budget_bytes: 1 << 30,
         }
@@ -404,8 +411,13 @@ impl<B: Backend> EngineHandle<B> {
 struct Sequence<B: Backend> {
     tenant: Option<Arc<Tenant<B>>>,
     model: String,
-    kv: SeqKv<B>,
-    /// The token to feed next (the last one sampled).
+    kv: KvCache<B>,
+    /// The prompt; its first `prefilled` tokens are in the cache.
+    prompt: Vec<u32>,
+    prefilled: usize,
+    /// When the request was accepted (for the time to first token).
+    accepted: Instant,
+    /// The token to feed next (the last one sampled), once prefilled.
     next: u32,
     generated: usize,
     max_tokens: usize,
@@ -644,47 +656,34 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// Prefills a request's prompt and emits its first token.
+    /// Puts an admitted request into the batch; its prompt is prefilled by
+    /// the next steps, chunk by chunk.
     fn start(&mut self, r: Request, tenant: Option<Arc<Tenant<B>>>, need: u64) {
-        let mut kv = SeqKv::new(self.base.config().num_hidden_layers);
-        let logits = {
-            let mut inputs = [StepInput {
-                tenant: tenant.as_deref(),
-                tokens: &r.params.prompt,
-                kv: &mut kv,
-            }];
-            step(&self.base, &mut inputs)
-        };
+        let capacity = r.params.prompt.len() + r.params.max_tokens;
         let mut rng = ChaCha8Rng::seed_from_u64(r.params.seed);
         rng.set_stream(0);
-        let mut seq = Sequence {
+        let seq = Sequence {
             tenant,
             model: r.params.model.clone(),
-            kv,
+            kv: KvCache::with_capacity(self.base.config().num_hidden_layers, capacity),
+            prompt: r.params.prompt,
+            prefilled: 0,
+            accepted: r.accepted,
             next: 0,
             generated: 0,
             max_tokens: r.params.max_tokens,
-            sampling: r.params.sampling.clone(),
+            sampling: r.params.sampling,
             rng,
             events: r.events,
             last_token_at: Instant::now(),
             kv_reserved: need,
         };
-        let m = &self.shared.metrics;
-        m.tokens
-            .with_label_values(&[&seq.model, "prompt"])
-            .inc_by(r.params.prompt.len() as u64);
-        m.ttft
-            .with_label_values(&[&seq.model])
-            .observe(r.accepted.elapsed().as_secs_f64());
-        if self.emit(&mut seq, &logits[0]) {
-            self.kv_reserved += need;
-            let pos = self
-                .active
-                .partition_point(|s| s.model.as_str() <= seq.model.as_str());
-            self.active.insert(pos, seq);
-            m.active.set(self.active.len() as i64);
-        }
+        self.kv_reserved += need;
+        let pos = self
+            .active
+            .partition_point(|s| s.model.as_str() <= seq.model.as_str());
+        self.active.insert(pos, seq);
+        self.shared.metrics.active.set(self.active.len() as i64);
     }
 
     /// Samples the next token of `seq` from `logits` and sends it; returns
@@ -728,37 +727,91 @@ impl<B: Backend> Worker<B> {
         true
     }
 
+    /// One step for the batch: every decoding sequence's next token and the
+    /// next prompt chunks (oldest admitted first, at most `prefill_chunk`
+    /// prompt tokens in all); then samples and sends the new tokens.
     fn decode(&mut self) {
-        self.shared
-            .metrics
-            .batch_size
-            .observe(self.active.len() as f64);
-        let nexts: Vec<[u32; 1]> = self.active.iter().map(|s| [s.next]).collect();
-        let logits = {
-            let mut inputs: Vec<StepInput<'_, B>> = self
-                .active
-                .iter_mut()
-                .zip(&nexts)
-                .map(|(s, t)| StepInput {
-                    tenant: s.tenant.as_deref(),
-                    tokens: t,
-                    kv: &mut s.kv,
-                })
-                .collect();
-            step(&self.base, &mut inputs)
-        };
-        let mut active = std::mem::take(&mut self.active);
-        let mut freed = 0;
-        let mut kept = Vec::with_capacity(active.len());
-        for (mut s, l) in active.drain(..).zip(&logits) {
-            if self.emit(&mut s, l) {
-                kept.push(s);
-            } else {
-                freed += s.kv_reserved;
+        let mut budget = self.shared.config.prefill_chunk.max(1);
+        // Prompt chunks go to the sequences admitted first.
+        let mut by_age: Vec<usize> = (0..self.active.len())
+            .filter(|&i| self.active[i].prefilled < self.active[i].prompt.len())
+            .collect();
+        by_age.sort_by_key(|&i| self.active[i].accepted);
+        let mut chunk = vec![0..0; self.active.len()];
+        for i in by_age {
+            let s = &self.active[i];
+            let take = (s.prompt.len() - s.prefilled).min(budget);
+            chunk[i] = s.prefilled..s.prefilled + take;
+            budget -= take;
+            if budget == 0 {
+                break;
             }
         }
+        let decoding = self
+            .active
+            .iter()
+            .filter(|s| s.prefilled == s.prompt.len())
+            .count();
+        self.shared.metrics.batch_size.observe(decoding as f64);
+        let nexts: Vec<[u32; 1]> = self.active.iter().map(|s| [s.next]).collect();
+        // Indices into `active` of the sequences in this step.
+        let mut stepped = Vec::with_capacity(self.active.len());
+        let logits = {
+            let mut inputs: Vec<StepInput<'_, B>> = Vec::with_capacity(self.active.len());
+            for (i, (s, t)) in self.active.iter_mut().zip(&nexts).enumerate() {
+                let (tokens, logits): (&[u32], bool) = if s.prefilled < s.prompt.len() {
+                    if chunk[i].is_empty() {
+                        continue;
+                    }
+                    (&s.prompt[chunk[i].clone()], chunk[i].end == s.prompt.len())
+                } else {
+                    (t, true)
+                };
+                stepped.push(i);
+                inputs.push(StepInput {
+                    tenant: s.tenant.as_deref(),
+                    tokens,
+                    kv: &mut s.kv,
+                    logits,
+                });
+            }
+            step(&self.base, &mut inputs)
+        };
+        let mut ended = vec![false; self.active.len()];
+        // `emit` reads the base and the metrics; the batch is set aside meanwhile.
+        let mut active = std::mem::take(&mut self.active);
+        for (&i, l) in stepped.iter().zip(&logits) {
+            let s = &mut active[i];
+            if s.prefilled < s.prompt.len() {
+                s.prefilled = chunk[i].end;
+                if s.prefilled < s.prompt.len() {
+                    continue;
+                }
+                let m = &self.shared.metrics;
+                m.tokens
+                    .with_label_values(&[&s.model, "prompt"])
+                    .inc_by(s.prompt.len() as u64);
+                m.ttft
+                    .with_label_values(&[&s.model])
+                    .observe(s.accepted.elapsed().as_secs_f64());
+            }
+            let l = l
+                .as_deref()
+                .expect("a finished prompt and a decode row have logits");
+            ended[i] = !self.emit(s, l);
+        }
+        let mut freed = 0;
+        let mut i = 0;
+        active.retain(|s| {
+            let keep = !ended[i];
+            i += 1;
+            if !keep {
+                freed += s.kv_reserved;
+            }
+            keep
+        });
+        self.active = active;
         self.kv_reserved -= freed;
-        self.active = kept;
         self.shared.metrics.active.set(self.active.len() as i64);
     }
 }

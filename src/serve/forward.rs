@@ -8,54 +8,35 @@
 //! is added for its rows from the compressed form ([`DeltaOp`]); a weight the
 //! tenant carries in full replaces the base product for its rows. Norms and
 //! the embedding use the tenant's carried tensors where it has them.
-//! Attention runs per sequence against that sequence's own KV cache.
+//! Rotary tables are computed once per step for all rows (positions differ
+//! per sequence). Attention runs per sequence against that sequence's own
+//! [`KvCache`], whose buffers are allocated once for prompt + token budget.
+//! A sequence may bring many new tokens (a chunk of its prompt) next to
+//! other sequences' single decode tokens: chunked prefill shares the step.
 //!
 //! It computes what [`llama_model::Llama::forward_with`] computes for base +
 //! Δ̂ merged, up to float rounding: `x·W + x·Δ̂` instead of `x·(W + Δ̂)`.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::module::embedding;
 use burn::tensor::{backend::Backend, Bool, Int, Tensor, TensorData};
 use llama_model::rope::RotaryEmbedding;
-use llama_model::LinearWeight;
+use llama_model::{attend, KvCache, LinearWeight, RopeScaling};
 
 use super::payload::DeltaOp;
 use super::tenant::{Base, Tenant, TenantLinear};
 
-/// Keys and values of one sequence, per layer: `[1, kv, t, d]` each.
-#[derive(Debug, Default)]
-pub struct SeqKv<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
-    len: usize,
-}
-
-impl<B: Backend> SeqKv<B> {
-    /// An empty cache for `num_layers` layers.
-    pub fn new(num_layers: usize) -> Self {
-        Self {
-            layers: (0..num_layers).map(|_| None).collect(),
-            len: 0,
-        }
-    }
-    /// Tokens cached.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
 /// One sequence's part of a step: its tenant (`None` = the base), its new
-/// tokens and its cache.
+/// tokens, its cache and whether its last new token's logits are wanted.
 pub struct StepInput<'a, B: Backend> {
     /// The tenant, or `None` for the base model itself.
     pub tenant: Option<&'a Tenant<B>>,
     /// New tokens (at least one).
     pub tokens: &'a [u32],
     /// The sequence's cache, extended by this step.
-    pub kv: &'a mut SeqKv<B>,
+    pub kv: &'a mut KvCache<B>,
+    /// Whether to compute the logits after the last new token (false for a
+    /// prompt chunk that is not the prompt's last: the head is skipped).
+    pub logits: bool,
 }
 
 /// A contiguous row range belonging to one tenant.
@@ -123,12 +104,12 @@ impl LayerNames {
     }
 }
 
-/// Runs one step and returns the logits of every sequence's last new token
-/// (`vocab` values each, in input order).
+/// Runs one step and returns, per input in input order, the logits after
+/// its last new token (`vocab` values) or `None` where they were not asked.
 ///
 /// # Panics
 /// If an input has no tokens (the scheduler never builds one).
-pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<Vec<f32>> {
+pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<Option<Vec<f32>>> {
     let device = base.model.device();
     let config = base.config();
     let lens: Vec<usize> = inputs.iter().map(|i| i.tokens.len()).collect();
@@ -145,8 +126,8 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
             Some(o)
         })
         .collect();
+    let pasts: Vec<usize> = inputs.iter().map(|i| i.kv.len()).collect();
     let row_groups = groups(inputs.iter().map(|i| i.tenant).zip(lens.iter().copied()));
-    let last_groups = groups(inputs.iter().map(|i| i.tenant).zip(std::iter::repeat(1)));
 
     // Embedding.
     let ids: Vec<i64> = inputs
@@ -179,6 +160,22 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
         config.num_key_value_heads,
         config.head_dim,
     );
+    let rope = Rope::new(base, &pasts, &lens, &device);
+    // Causal masks of the inputs with more than one new token (decode rows need none).
+    let masks: Vec<Option<Tensor<B, 4, Bool>>> = lens
+        .iter()
+        .zip(&pasts)
+        .map(|(&s, &past)| {
+            (s > 1).then(|| {
+                Tensor::<B, 2, Bool>::tril_mask([s, past + s], past as i64, &device).reshape([
+                    1,
+                    1,
+                    s,
+                    past + s,
+                ])
+            })
+        })
+        .collect();
     for (li, layer) in base.model.layers.iter().enumerate() {
         let names = LayerNames::new(li);
         let eps = layer.input_layernorm.eps;
@@ -192,42 +189,19 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
         let q = project(&names.q, &layer.self_attn.q_proj, hn.clone(), &row_groups);
         let k = project(&names.k, &layer.self_attn.k_proj, hn.clone(), &row_groups);
         let v = project(&names.v, &layer.self_attn.v_proj, hn, &row_groups);
+        // [n, heads·d] → [1, heads, n, d], every row rotated at its own position.
+        let heads = |t: Tensor<B, 2>, h: usize| t.reshape([1, n, h, d]).swap_dims(1, 2);
+        let q = rope.apply(heads(q, nh), &offsets, &lens);
+        let k = rope.apply(heads(k, nkv), &offsets, &lens);
+        let v = heads(v, nkv);
         let mut outs = Vec::with_capacity(inputs.len());
         for (j, input) in inputs.iter_mut().enumerate() {
             let (off, s) = (offsets[j], lens[j]);
-            let past = input.kv.len;
-            let qj = q
-                .clone()
-                .narrow(0, off, s)
-                .reshape([1, s, nh, d])
-                .swap_dims(1, 2);
-            let kj = k
-                .clone()
-                .narrow(0, off, s)
-                .reshape([1, s, nkv, d])
-                .swap_dims(1, 2);
-            let vj = v
-                .clone()
-                .narrow(0, off, s)
-                .reshape([1, s, nkv, d])
-                .swap_dims(1, 2);
-            let positions = Tensor::<B, 1, Int>::arange(past as i64..(past + s) as i64, &device)
-                .reshape([1, s]);
-            let (cos, sin) = base.rope.cos_sin(positions);
-            let qj = RotaryEmbedding::apply(qj, &cos, &sin);
-            let kj = RotaryEmbedding::apply(kj, &cos, &sin);
-            let (k_all, v_all) = match input.kv.layers[li].take() {
-                Some((kc, vc)) => (Tensor::cat(vec![kc, kj], 2), Tensor::cat(vec![vc, vj], 2)),
-                None => (kj, vj),
-            };
-            outs.push(attention(
-                qj,
-                k_all.clone(),
-                v_all.clone(),
-                past,
-                (nh, nkv, d),
-            ));
-            input.kv.layers[li] = Some((k_all, v_all));
+            let qj = q.clone().narrow(2, off, s);
+            let kj = k.clone().narrow(2, off, s);
+            let vj = v.clone().narrow(2, off, s);
+            let (k_all, v_all) = input.kv.layer_mut(li).append(kj, vj);
+            outs.push(attend(qj, k_all, v_all, masks[j].as_ref()).reshape([s, nh * d]));
         }
         let attn = Tensor::cat(outs, 0);
         let o = project(&names.o, &layer.self_attn.o_proj, attn, &row_groups);
@@ -247,15 +221,20 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
         x = mid.add(down);
     }
     for (input, &s) in inputs.iter_mut().zip(&lens) {
-        input.kv.len += s;
+        input.kv.finish_step(s, None);
     }
 
-    // Last new token of every sequence → final norm → head.
-    let last: Vec<i64> = offsets
+    // Last new token of every input that wants logits → final norm → head.
+    let wanted: Vec<usize> = (0..inputs.len()).filter(|&j| inputs[j].logits).collect();
+    let mut result: Vec<Option<Vec<f32>>> = (0..inputs.len()).map(|_| None).collect();
+    if wanted.is_empty() {
+        return result;
+    }
+    let last: Vec<i64> = wanted
         .iter()
-        .zip(&lens)
-        .map(|(&o, &l)| (o + l - 1) as i64)
+        .map(|&j| (offsets[j] + lens[j] - 1) as i64)
         .collect();
+    let last_groups = groups(wanted.iter().map(|&j| (inputs[j].tenant, 1)));
     let m = last.len();
     let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [m]), &device);
     let xl = x.select(0, idx);
@@ -276,7 +255,66 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
         .convert::<f32>()
         .to_vec()
         .unwrap_or_default();
-    host.chunks_exact(vocab).map(<[f32]>::to_vec).collect()
+    for (&j, l) in wanted.iter().zip(host.chunks_exact(vocab)) {
+        result[j] = Some(l.to_vec());
+    }
+    result
+}
+
+/// The rotary tables of one step: one `[1, 1, n, d]` pair for all rows, each
+/// row at its own position — or, with dynamic NTK scaling (whose frequencies
+/// depend on the longest position of the call), one pair per sequence, as
+/// `generate` computes them for that sequence alone.
+enum Rope<B: Backend> {
+    Rows(Tensor<B, 4>, Tensor<B, 4>),
+    PerSequence(Vec<(Tensor<B, 4>, Tensor<B, 4>)>),
+}
+
+impl<B: Backend> Rope<B> {
+    fn new(base: &Base<B>, pasts: &[usize], lens: &[usize], device: &B::Device) -> Self {
+        let range = |past: usize, s: usize| past as i64..(past + s) as i64;
+        if matches!(
+            base.config().rope_scaling,
+            Some(RopeScaling::DynamicNtk { .. })
+        ) {
+            return Self::PerSequence(
+                pasts
+                    .iter()
+                    .zip(lens)
+                    .map(|(&p, &s)| {
+                        let pos = Tensor::<B, 1, Int>::arange(range(p, s), device).reshape([1, s]);
+                        base.rope.cos_sin(pos)
+                    })
+                    .collect(),
+            );
+        }
+        let positions: Vec<i64> = pasts
+            .iter()
+            .zip(lens)
+            .flat_map(|(&p, &s)| range(p, s))
+            .collect();
+        let n = positions.len();
+        let pos = Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [1, n]), device);
+        let (cos, sin) = base.rope.cos_sin(pos);
+        Self::Rows(cos, sin)
+    }
+
+    /// Rotates `x` `[1, heads, n, d]`.
+    fn apply(&self, x: Tensor<B, 4>, offsets: &[usize], lens: &[usize]) -> Tensor<B, 4> {
+        match self {
+            Self::Rows(cos, sin) => RotaryEmbedding::apply(x, cos, sin),
+            Self::PerSequence(tables) => {
+                let parts = tables
+                    .iter()
+                    .zip(offsets.iter().zip(lens))
+                    .map(|((cos, sin), (&o, &s))| {
+                        RotaryEmbedding::apply(x.clone().narrow(2, o, s), cos, sin)
+                    })
+                    .collect();
+                Tensor::cat(parts, 2)
+            }
+        }
+    }
 }
 
 fn groups<'a, B: Backend>(
@@ -381,39 +419,4 @@ fn project_with<'a, B: Backend>(
         );
     }
     Tensor::from_data(TensorData::new(ys, [n, out_f]), &device)
-}
-
-/// Causal attention of one sequence's `s` new queries over its `past + s` keys:
-/// `q` `[1, h, s, d]`, `k`, `v` `[1, kv, t, d]`; returns `[s, h·d]`.
-fn attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    past: usize,
-    (h, kv, d): (usize, usize, usize),
-) -> Tensor<B, 2> {
-    let s = q.dims()[2];
-    let t = k.dims()[2];
-    let n_rep = h / kv;
-    // Query heads sharing a key/value head stacked along the sequence axis.
-    let q = q.reshape([1, kv, n_rep * s, d]);
-    let scores = q
-        .matmul(k.swap_dims(2, 3))
-        .mul_scalar(1.0 / (d as f64).sqrt());
-    let scores = if s > 1 {
-        let mask = Tensor::<B, 2, Bool>::tril_mask([s, t], past as i64, &scores.device())
-            .reshape([1, 1, s, t])
-            .expand([1, h, s, t]);
-        scores
-            .reshape([1, h, s, t])
-            .mask_fill(mask, f32::MIN)
-            .reshape([1, kv, n_rep * s, t])
-    } else {
-        scores
-    };
-    softmax(scores, 3)
-        .matmul(v)
-        .reshape([1, h, s, d])
-        .swap_dims(1, 2)
-        .reshape([s, h * d])
 }

@@ -17,8 +17,9 @@ use safety_eval::stats::wilson_of;
 use safety_eval::{run_suite, EvalSettings, Group, KeywordJudge, Message, SuiteKind};
 
 use super::engine::AdmitCheck;
-use super::forward::{step, SeqKv, StepInput};
+use super::forward::{step, StepInput};
 use super::tenant::{Base, Tenant};
+use llama_model::KvCache;
 
 /// Settings of the gate.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +141,7 @@ impl<B: Backend> ChatModel for TenantChat<'_, B> {
                 out.push(String::new());
                 continue;
             }
-            let mut kv = SeqKv::new(config.num_hidden_layers);
+            let mut kv = KvCache::with_capacity(config.num_hidden_layers, prompt.len() + room);
             let mut tokens: Vec<u32> = Vec::new();
             let mut input = prompt;
             for _ in 0..room {
@@ -150,9 +151,10 @@ impl<B: Backend> ChatModel for TenantChat<'_, B> {
                         tenant: Some(self.tenant),
                         tokens: &input,
                         kv: &mut kv,
+                        logits: true,
                     }],
                 );
-                let t = argmax(&logits[0]);
+                let t = argmax(logits[0].as_deref().expect("logits were asked for"));
                 if config.eos_token_ids.contains(&t) {
                     break;
                 }

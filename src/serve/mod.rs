@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`payload`] | the adapter from delta-quant's compressed payloads to `x ↦ Δ̂x` operators |
+//! | [`signs`] | the packed-sign kernels (AVX-512 masked adds, portable byte tables) |
 //! | [`tenant`] | the shared [`Base`] and validated [`Tenant`]s |
 //! | [`forward`] | one batched forward step over sequences of any tenants |
 //! | [`engine`] | the engine thread: bounded queue, fair admission, continuous batching |
@@ -56,6 +57,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod payload;
+pub mod signs;
 pub mod tenant;
 
 pub use engine::{EngineConfig, EngineHandle, Finish, GenEvent, GenParams, Shared, SubmitError};

@@ -7,7 +7,7 @@
 //!
 //! | encoding | what is held per tenant | `x ↦ Δ̂x` |
 //! |---|---|---|
-//! | `bitdelta`, `multimask` | the packed sign bits (1 bit/entry) + scales | streams the bits: `α·(2·Σ_{s=+1} x − Σ x)` per output row, `Σ_{s=+1} x` by one table lookup per byte of signs |
+//! | `bitdelta`, `multimask` | the packed sign bits (1 bit/entry) + scales | streams the bits: `α·(2·Σ_{s=+1} x − Σ x)` per output row, `Σ_{s=+1} x` by masked adds of 16 entries (AVX-512) or a table lookup per byte of signs ([`super::signs`]) |
 //! | `lowrank` (SVD) | the factors `a = UΣ` `[out, r]`, `b = V` `[in, r]` | `a·(bᵀx)` |
 //! | `sparse` (DARE, magnitude) | u32 index + f32 value per kept entry | sparse product |
 //! | every other encoding (`rtn`, `deltacome`, `ternary`, `masked` pipelines) | **a dense reconstructed Δ̂, f32 `[in, out]`** | a dense product with Δ̂ (never with `W_base + Δ̂`) |
@@ -20,7 +20,8 @@ use burn::module::Param;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use delta_quant::{Compressed, LowRankPayload, SignScales, SparsePayload};
 use llama_model::LinearWeight;
-use rayon::prelude::*;
+
+use super::signs::positive_sums;
 
 /// A tenant's compressed delta of one projection, ready to apply to
 /// activations. Matrices are HF's `[out, in]`.
@@ -104,11 +105,20 @@ impl<B: Backend> DeltaOp<B> {
         debug_assert_eq!(y.len(), rows * out_f);
         match self {
             Self::Signs(masks) => {
-                for (xr, yr) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
-                    let total: f32 = xr.iter().sum();
-                    let lut = byte_sums(xr);
-                    for m in masks {
-                        add_signs(m, &lut, total, yr);
+                let totals: Vec<f32> = x.chunks_exact(in_f).map(|r| r.iter().sum()).collect();
+                let mut pos = vec![0.0f32; out_f * rows];
+                for m in masks {
+                    positive_sums(m.signs(), x, rows, &mut pos);
+                    let scales = m.scales();
+                    for (o, p) in pos.chunks_exact(rows).enumerate() {
+                        let a = if scales.len() == 1 {
+                            scales[0]
+                        } else {
+                            scales[o]
+                        };
+                        for (r, (&p, &t)) in p.iter().zip(&totals).enumerate() {
+                            y[r * out_f + o] += a * (2.0 * p - t);
+                        }
                     }
                 }
             }
@@ -147,53 +157,6 @@ impl<B: Backend> DeltaOp<B> {
             Self::Dense(w) => Some(w),
             _ => None,
         }
-    }
-}
-
-/// Partial sums of `x` per byte of sign bits: entry `256·j + b` is
-/// `Σ_{k: bit k of b set} x[8j + k]` (LUT-GEMM's trick). Building it costs
-/// 255 additions per 8 inputs; afterwards each output row costs one lookup
-/// and one addition per byte of its packed signs instead of eight
-/// multiply-adds, and every mask of a multi-mask delta reuses it.
-fn byte_sums(x: &[f32]) -> Vec<f32> {
-    let nb = x.len().div_ceil(8);
-    let mut lut = vec![0.0f32; nb * 256];
-    for (j, t) in lut.chunks_exact_mut(256).enumerate() {
-        let xs = &x[8 * j..(8 * j + 8).min(x.len())];
-        for b in 1..256usize {
-            let k = b.trailing_zeros() as usize;
-            let xk = xs.get(k).copied().unwrap_or(0.0);
-            t[b] = t[b & (b - 1)] + xk;
-        }
-    }
-    lut
-}
-
-/// `y[o] += α_o · Σ_i s(o,i)·x_i` for one row `x`, where bit 1 means +1:
-/// `Σ_i s·x = 2·Σ_{bit=1} x_i − Σ_i x_i`, the first sum read from
-/// [`byte_sums`]. Output rows are split over the rayon threads when the
-/// matrix is large.
-fn add_signs(m: &SignScales, lut: &[f32], total: f32, y: &mut [f32]) {
-    let signs = m.signs();
-    let scales = m.scales();
-    let one = |o: usize, yo: &mut f32| {
-        let pos: f32 = signs
-            .row(o)
-            .iter()
-            .enumerate()
-            .map(|(j, &b)| lut[256 * j + b as usize])
-            .sum();
-        let a = if scales.len() == 1 {
-            scales[0]
-        } else {
-            scales[o]
-        };
-        *yo += a * (2.0 * pos - total);
-    };
-    if y.len() * signs.row_bytes() >= 1 << 14 {
-        y.par_iter_mut().enumerate().for_each(|(o, yo)| one(o, yo));
-    } else {
-        y.iter_mut().enumerate().for_each(|(o, yo)| one(o, yo));
     }
 }
 
