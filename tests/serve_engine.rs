@@ -266,3 +266,111 @@ fn the_queue_is_bounded() {
         collect(rx);
     }
 }
+
+/// A fine-tune that changed the embedding (and, untied, the head) only on
+/// the rows of some tokens: the tenant holds those rows, not the whole
+/// matrices, and its greedy output still equals `generate` on the merged
+/// model — for prompts that use changed and unchanged tokens.
+#[test]
+fn changed_embedding_rows_are_held_sparsely_and_change_no_token() {
+    use burn::module::Param;
+    use burn::tensor::Tensor;
+    use deltaguard::delta_core::{DType, WriteOptions};
+    use deltaguard::llama_model::save::save_hf_dir;
+    use deltaguard::llama_model::{LinearWeight, LlamaConfig, Tokenizer};
+
+    const CHANGED: usize = 40;
+    for tied in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let tok = Tokenizer::from_dir(fixture("pair/base")).unwrap();
+        let config = LlamaConfig {
+            tie_word_embeddings: tied,
+            eos_token_ids: vec![],
+            ..LlamaConfig::tiny()
+        };
+        let base_model = config.init::<Backend>(&device(), 1);
+        let mut ft = config.init::<Backend>(&device(), 2);
+        // Rows ≥ CHANGED of the embedding (and head) are the base's.
+        let keep_base = |own: Tensor<Backend, 2>, base: Tensor<Backend, 2>| {
+            let [v, _] = base.dims();
+            Tensor::cat(
+                vec![
+                    own.narrow(0, 0, CHANGED),
+                    base.narrow(0, CHANGED, v - CHANGED),
+                ],
+                0,
+            )
+        };
+        ft.embed_tokens = Param::from_tensor(keep_base(
+            ft.embed_tokens.val(),
+            base_model.embed_tokens.val(),
+        ));
+        if !tied {
+            // HF lm_head is [vocab, hidden]; ours is its transpose.
+            let own = ft.lm_head.as_ref().unwrap().dense().transpose();
+            let base = base_model.lm_head.as_ref().unwrap().dense().transpose();
+            ft.lm_head = Some(LinearWeight::Dense(Param::from_tensor(
+                keep_base(own, base).transpose(),
+            )));
+        }
+        let (bdir, fdir) = (tmp.path().join("base"), tmp.path().join("ft"));
+        save_hf_dir(
+            &base_model,
+            &tok,
+            None,
+            &bdir,
+            DType::F32,
+            WriteOptions::default(),
+        )
+        .unwrap();
+        save_hf_dir(&ft, &tok, None, &fdir, DType::F32, WriteOptions::default()).unwrap();
+        let file = tmp.path().join("t.safetensors");
+        compress_checkpoint(
+            &DeltaPair::open(&bdir, &fdir).unwrap(),
+            parse_method("bitdelta").unwrap().as_ref(),
+            &file,
+            &CompressOptions::default(),
+            &mut |_| {},
+            None,
+        )
+        .unwrap();
+        let (b2, f2) = (bdir.clone(), file.clone());
+        let e = EngineHandle::<Backend>::start(
+            move || {
+                let base = Base::load(&b2, Some("base".into()), &device())?;
+                let t = Tenant::load("t", &f2, &base)?;
+                Ok((base, vec![t]))
+            },
+            EngineConfig::default(),
+        )
+        .unwrap();
+        let info = e.shared.tenants.read().unwrap()["t"].clone();
+        let sparse = if tied { 1 } else { 2 };
+        assert_eq!(
+            info.forms.get("changed-rows"),
+            Some(&sparse),
+            "tied {tied}: {info:?}"
+        );
+        // Less than one whole embedding (vocab · hidden · 4 bytes): norms,
+        // signs and the changed rows only.
+        let whole = (config.vocab_size * config.hidden_size * 4) as u64;
+        assert!(info.resident_bytes < whole, "{info:?}");
+        let merged = load_model::<Backend>(&bdir, Some(&file), &device()).unwrap();
+        let prompts: [&[u32]; 3] = [&[1, 5, 9, 200], &[100, 150, 3], &[2, 300, 39, 41]];
+        let pending: Vec<_> = prompts
+            .iter()
+            .map(|p| (p, e.submit(greedy("t", p, 10)).unwrap()))
+            .collect();
+        for (p, rx) in pending {
+            let (got, _) = collect(rx);
+            let want = merged
+                .model
+                .generate(&[p.to_vec()], &GenerateConfig::greedy(10))
+                .unwrap()
+                .remove(0)
+                .tokens;
+            assert_eq!(got, want, "tied {tied}, prompt {p:?}");
+        }
+        e.shutdown();
+    }
+}

@@ -23,7 +23,7 @@ use llama_model::rope::RotaryEmbedding;
 use llama_model::{attend, KvCache, LinearWeight, RopeScaling};
 
 use super::payload::DeltaOp;
-use super::tenant::{Base, Tenant, TenantLinear};
+use super::tenant::{Base, Tenant, TenantEmbed, TenantHead, TenantLinear};
 
 /// One sequence's part of a step: its tenant (`None` = the base), its new
 /// tokens, its cache and whether its last new token's logits are wanted.
@@ -135,26 +135,7 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
         .flat_map(|i| i.tokens.iter().map(|&t| i64::from(t)))
         .collect();
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
-    let h = config.hidden_size;
-    let mut x: Tensor<B, 2> = if row_groups
-        .iter()
-        .all(|g| g.tenant.is_none_or(|t| t.embed.is_none()))
-    {
-        embedding(base.model.embed_tokens.val(), tokens).reshape([n, h])
-    } else {
-        let parts = row_groups
-            .iter()
-            .map(|g| {
-                let w = g
-                    .tenant
-                    .and_then(|t| t.embed.clone())
-                    .unwrap_or_else(|| base.model.embed_tokens.val());
-                embedding(w, tokens.clone().narrow(1, g.start, g.len)).reshape([g.len, h])
-            })
-            .collect();
-        Tensor::cat(parts, 0)
-    };
-
+    let mut x = embed(base, &row_groups, inputs, tokens, n);
     let (nh, nkv, d) = (
         config.num_attention_heads,
         config.num_key_value_heads,
@@ -245,16 +226,41 @@ pub fn step<B: Backend>(base: &Base<B>, inputs: &mut [StepInput<'_, B>]) -> Vec<
         base.model.norm.eps,
         &last_groups,
     );
-    let logits = project_with(&base.head, xl, &last_groups, |t| match &t.head {
-        Some(w) => Some(Change::Replace(w)),
+    let logits = project_with(&base.head, xl.clone(), &last_groups, |t| match &t.head {
+        Some(TenantHead::Full(w)) => Some(Change::Replace(w)),
+        Some(TenantHead::Rows(_)) => None,
         None => change(t, "lm_head.weight"),
     });
     let vocab = config.vocab_size;
-    let host: Vec<f32> = logits
+    let mut host: Vec<f32> = logits
         .into_data()
         .convert::<f32>()
         .to_vec()
         .unwrap_or_default();
+    // A head that differs from the base's on some vocabulary rows: those
+    // logits are the tenant's rows times x, the others the base's.
+    for g in &last_groups {
+        let Some(TenantHead::Rows(rows)) = g.tenant.and_then(|t| t.head.as_ref()) else {
+            continue;
+        };
+        if rows.rows.is_empty() {
+            continue;
+        }
+        let part: Vec<f32> = rows
+            .head
+            .forward(xl.clone().narrow(0, g.start, g.len))
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        let k = rows.rows.len();
+        for (r, p) in part.chunks_exact(k).enumerate() {
+            let out = &mut host[(g.start + r) * vocab..(g.start + r + 1) * vocab];
+            for (&v, &l) in rows.rows.iter().zip(p) {
+                out[v as usize] = l;
+            }
+        }
+    }
     for (&j, l) in wanted.iter().zip(host.chunks_exact(vocab)) {
         result[j] = Some(l.to_vec());
     }
@@ -315,6 +321,53 @@ impl<B: Backend> Rope<B> {
             }
         }
     }
+}
+
+/// The embedding rows `[n, hidden]` of every input token: the base's, a
+/// tenant's whole carried embedding for its rows, or the base's rows with
+/// the tenant's changed rows put in.
+fn embed<B: Backend>(
+    base: &Base<B>,
+    row_groups: &[Group<'_, B>],
+    inputs: &[StepInput<'_, B>],
+    tokens: Tensor<B, 2, Int>,
+    n: usize,
+) -> Tensor<B, 2> {
+    let h = base.config().hidden_size;
+    let full = |t: &Tenant<B>| match &t.embed {
+        Some(TenantEmbed::Full(e)) => Some(e.clone()),
+        _ => None,
+    };
+    let mut x = if row_groups.iter().all(|g| g.tenant.and_then(full).is_none()) {
+        embedding(base.model.embed_tokens.val(), tokens).reshape([n, h])
+    } else {
+        let parts = row_groups
+            .iter()
+            .map(|g| {
+                let w = g
+                    .tenant
+                    .and_then(full)
+                    .unwrap_or_else(|| base.model.embed_tokens.val());
+                embedding(w, tokens.clone().narrow(1, g.start, g.len)).reshape([g.len, h])
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    };
+    let mut row = 0;
+    for input in inputs {
+        let rows = match input.tenant.and_then(|t| t.embed.as_ref()) {
+            Some(TenantEmbed::Rows(rows)) => Some(rows),
+            _ => None,
+        };
+        for &tok in input.tokens {
+            if let Some(&i) = rows.and_then(|r| r.index.get(&tok)) {
+                let v = rows.expect("looked up").values.clone().narrow(0, i, 1);
+                x = x.slice_assign([row..row + 1, 0..h], v);
+            }
+            row += 1;
+        }
+    }
+    x
 }
 
 fn groups<'a, B: Backend>(

@@ -8,7 +8,11 @@
 //! differs from the base: one [`DeltaOp`] per compressed projection (from
 //! the compressed payload, see [`super::payload`]) and its carried
 //! full-precision tensors (embedding, norms, `lm_head`); every other weight
-//! is the base's, never copied.
+//! is the base's, never copied. A carried embedding or `lm_head` is kept as
+//! the [`ChangedRows`] that differ from the base's when at most half of its
+//! rows do: a fine-tune leaves the rows of tokens it never saw unchanged, so
+//! a tenant then holds (and a step reads) a few MB instead of the whole
+//! `[vocab, hidden]` matrix.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -150,13 +154,87 @@ pub struct Tenant<B: Backend> {
     pub info: TenantInfo,
     /// Projections that differ from the base, by HF weight name (`lm_head.weight` included).
     pub linears: HashMap<String, TenantLinear<B>>,
-    /// A carried embedding `[vocab, hidden]`.
-    pub embed: Option<Tensor<B, 2>>,
+    /// A carried embedding.
+    pub embed: Option<TenantEmbed<B>>,
     /// Carried norm weights by HF name.
     pub norms: HashMap<String, Tensor<B, 1>>,
     /// The head when the tenant's differs from the base's: a carried
-    /// `lm_head`, or a carried embedding of a tied model (transposed).
-    pub head: Option<LinearWeight<B>>,
+    /// `lm_head`, or a carried embedding of a tied model.
+    pub head: Option<TenantHead<B>>,
+}
+
+/// A tenant's carried embedding.
+#[derive(Debug, Clone)]
+pub enum TenantEmbed<B: Backend> {
+    /// The whole `[vocab, hidden]` matrix.
+    Full(Tensor<B, 2>),
+    /// Only the rows that differ from the base's.
+    Rows(ChangedRows<B>),
+}
+
+/// A tenant's own head (carried `lm_head`, or the carried embedding of a tied model).
+#[derive(Debug, Clone)]
+pub enum TenantHead<B: Backend> {
+    /// The whole `[hidden, vocab]` weight.
+    Full(LinearWeight<B>),
+    /// Only the vocabulary rows that differ from the base's.
+    Rows(ChangedRows<B>),
+}
+
+/// The rows of a tenant's `[vocab, hidden]` matrix that differ from the base's.
+#[derive(Debug, Clone)]
+pub struct ChangedRows<B: Backend> {
+    /// Changed row numbers (token ids), ascending.
+    pub rows: Vec<u32>,
+    /// Token id → position in `rows` / `values`.
+    pub index: HashMap<u32, usize>,
+    /// The tenant's values of those rows, `[rows.len(), hidden]`.
+    pub values: Tensor<B, 2>,
+    /// `valuesᵀ` as a head weight `[hidden, rows.len()]` (a view of `values`).
+    pub head: LinearWeight<B>,
+}
+
+impl<B: Backend> ChangedRows<B> {
+    /// The rows of `tenant` (`[vocab, hidden]` row-major) that differ from
+    /// `base`'s, or `None` when more than half of them do (then the whole
+    /// matrix is cheaper).
+    fn diff(tenant: &[f32], base: &[f32], hidden: usize, device: &B::Device) -> Option<Self> {
+        let rows: Vec<u32> = tenant
+            .chunks_exact(hidden)
+            .zip(base.chunks_exact(hidden))
+            .enumerate()
+            .filter(|(_, (t, b))| t.iter().zip(*b).any(|(x, y)| x.to_bits() != y.to_bits()))
+            .map(|(i, _)| i as u32)
+            .collect();
+        if 2 * rows.len() > tenant.len() / hidden.max(1) {
+            return None;
+        }
+        let mut values = Vec::with_capacity(rows.len() * hidden);
+        for &r in &rows {
+            let r = r as usize;
+            values.extend_from_slice(&tenant[r * hidden..(r + 1) * hidden]);
+        }
+        let values =
+            Tensor::<B, 2>::from_data(TensorData::new(values, [rows.len(), hidden]), device);
+        let index = rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+        Some(Self {
+            head: LinearWeight::Dense(Param::from_tensor(values.clone().transpose())),
+            rows,
+            index,
+            values,
+        })
+    }
+
+    /// Bytes held: the values and the row numbers.
+    fn resident_bytes(&self) -> u64 {
+        let [k, h] = self.values.dims();
+        4 * (k * h + k) as u64
+    }
+}
+
+/// The f32 values of a weight of the base, HF layout.
+fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap_or_default()
 }
 
 impl<B: Backend> Tenant<B> {
@@ -200,6 +278,7 @@ impl<B: Backend> Tenant<B> {
         let mut linears = HashMap::new();
         let mut norms = HashMap::new();
         let mut embed = None;
+        let mut head = None;
         let mut forms: BTreeMap<String, usize> = BTreeMap::new();
         let mut resident_bytes = 0u64;
         for entry in delta.entries() {
@@ -251,9 +330,34 @@ impl<B: Backend> Tenant<B> {
                             values[i]
                         )));
                     }
+                    let vocab_rows = |base_hf: Tensor<B, 2>| {
+                        let hidden = expected[1];
+                        ChangedRows::diff(&values, &host_values(base_hf), hidden, &device)
+                    };
+                    if name == "lm_head.weight" || name == "model.embed_tokens.weight" {
+                        let base_hf = if name == "lm_head.weight" {
+                            base.head.dense().transpose()
+                        } else {
+                            base.model.embed_tokens.val()
+                        };
+                        if let Some(rows) = vocab_rows(base_hf) {
+                            resident_bytes += rows.resident_bytes();
+                            *forms.entry("changed-rows".to_string()).or_default() += 1;
+                            if name == "lm_head.weight" {
+                                head = Some(TenantHead::Rows(rows));
+                            } else {
+                                embed = Some(TenantEmbed::Rows(rows));
+                            }
+                            continue;
+                        }
+                    }
                     resident_bytes += 4 * values.len() as u64;
                     *forms.entry("carried".to_string()).or_default() += 1;
-                    if base_linear.is_some() {
+                    if name == "lm_head.weight" {
+                        let [out_f, in_f] = [expected[0], expected[1]];
+                        let w = LinearWeight::from_hf(&values, out_f, in_f, &device);
+                        head = Some(TenantHead::Full(w));
+                    } else if base_linear.is_some() {
                         let [out_f, in_f] = [expected[0], expected[1]];
                         linears.insert(
                             name.to_string(),
@@ -262,10 +366,10 @@ impl<B: Backend> Tenant<B> {
                             ))),
                         );
                     } else if name == "model.embed_tokens.weight" {
-                        embed = Some(Tensor::<B, 2>::from_data(
+                        embed = Some(TenantEmbed::Full(Tensor::<B, 2>::from_data(
                             TensorData::new(values, expected.clone()),
                             &device,
-                        ));
+                        )));
                     } else {
                         // The remaining tensors of a Llama are its norms.
                         let n = expected[0];
@@ -277,14 +381,16 @@ impl<B: Backend> Tenant<B> {
                 }
             }
         }
-        let head = match (linears.get("lm_head.weight"), &embed) {
-            (Some(TenantLinear::Replace(w)), _) => Some((**w).clone()),
-            (Some(TenantLinear::Delta(_)), _) => None,
-            (None, Some(e)) if config.tie_word_embeddings => Some(LinearWeight::Dense(
-                Param::from_tensor(e.clone().transpose()),
-            )),
-            (None, _) => None,
-        };
+        // A tied model's head is its embedding.
+        if head.is_none() && config.tie_word_embeddings {
+            head = match &embed {
+                Some(TenantEmbed::Full(e)) => Some(TenantHead::Full(LinearWeight::Dense(
+                    Param::from_tensor(e.clone().transpose()),
+                ))),
+                Some(TenantEmbed::Rows(r)) => Some(TenantHead::Rows(r.clone())),
+                None => None,
+            };
+        }
         let report = delta.size_report();
         Ok(Self {
             info: TenantInfo {
