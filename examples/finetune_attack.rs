@@ -25,7 +25,7 @@ use std::path::PathBuf;
 struct PrintLoss;
 impl TrainObserver<Autodiff<Backend>> for PrintLoss {
     fn on_step(&mut self, s: &StepStats, _: &Llama<Autodiff<Backend>>) -> Result<(), String> {
-        if s.step % 5 == 0 || s.step == s.total_steps {
+        if s.step.is_multiple_of(5) || s.step == s.total_steps {
             println!(
                 "step {:>3}/{} loss {:.4} lr {:.2e}",
                 s.step, s.total_steps, s.loss, s.lr

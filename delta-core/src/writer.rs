@@ -320,7 +320,7 @@ fn safetensors_header(tensors: &[PendingTensor]) -> Vec<u8> {
     let mut header = serde_json::to_vec(&Value::Object(map)).expect("header serializes");
     // Pad with spaces so tensor data starts 8-byte aligned, as the safetensors
     // crate and HF's writer do.
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     header

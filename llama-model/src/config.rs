@@ -333,7 +333,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(bad(
                 "num_key_value_heads",
                 format!(
@@ -342,7 +342,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(bad("head_dim", format!("{} is odd", self.head_dim)));
         }
         if !self.rms_norm_eps.is_finite() || self.rms_norm_eps < 0.0 {

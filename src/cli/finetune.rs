@@ -158,7 +158,7 @@ impl TrainObserver<Train> for CliObserver<'_> {
             s.grad_norm,
             tps
         ));
-        if self.save_every.is_some_and(|n| s.step % n == 0) {
+        if self.save_every.is_some_and(|n| s.step.is_multiple_of(n)) {
             let dir = checkpoints_dir(self.out).join(format!("step-{}", s.step));
             let merged = merge_lora(model.clone()).valid();
             save_hf_dir(

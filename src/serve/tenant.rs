@@ -169,7 +169,7 @@ pub enum TenantEmbed<B: Backend> {
     /// The whole `[vocab, hidden]` matrix.
     Full(Tensor<B, 2>),
     /// Only the rows that differ from the base's.
-    Rows(ChangedRows<B>),
+    Rows(Box<ChangedRows<B>>),
 }
 
 /// A tenant's own head (carried `lm_head`, or the carried embedding of a tied model).
@@ -346,7 +346,7 @@ impl<B: Backend> Tenant<B> {
                             if name == "lm_head.weight" {
                                 head = Some(TenantHead::Rows(rows));
                             } else {
-                                embed = Some(TenantEmbed::Rows(rows));
+                                embed = Some(TenantEmbed::Rows(Box::new(rows)));
                             }
                             continue;
                         }
@@ -387,7 +387,7 @@ impl<B: Backend> Tenant<B> {
                 Some(TenantEmbed::Full(e)) => Some(TenantHead::Full(LinearWeight::Dense(
                     Param::from_tensor(e.clone().transpose()),
                 ))),
-                Some(TenantEmbed::Rows(r)) => Some(TenantHead::Rows(r.clone())),
+                Some(TenantEmbed::Rows(r)) => Some(TenantHead::Rows((**r).clone())),
                 None => None,
             };
         }

@@ -305,7 +305,7 @@ impl<'a> Decoder<'a> {
             return;
         }
         assert!(
-            out.len() % cols == 0 && row0 + out.len() / cols <= self.rows,
+            out.len().is_multiple_of(cols) && row0 + out.len() / cols <= self.rows,
             "rows_into: {} values from row {row0} do not fit a {}x{} delta",
             out.len(),
             self.rows,

@@ -67,7 +67,7 @@ fn for_each_row_pair(n_head: usize, rows: usize, mut f: impl FnMut(usize, usize)
 }
 
 fn check_perm_shape(w: &[f32], n_head: usize, rows: usize, cols: usize) -> Result<(), String> {
-    if n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0 {
+    if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) {
         return Err(format!(
             "cannot (un)permute {rows} rows for {n_head} heads: rows must be n_head × an even head size"
         ));
