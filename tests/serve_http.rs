@@ -640,3 +640,117 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     );
     assert_eq!(r.status, 200);
 }
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 32 concurrent clients across four models (base and three tenants) for a
+/// bounded time against a server with room for 4 running and 8 queued
+/// requests: no 5xx, only 429s (with Retry-After) beyond capacity, every
+/// completed greedy response equals `generate` on the merged model, and the
+/// server's memory does not grow between the two halves of the run.
+#[test]
+fn load_32_clients_4_tenants_exact_bounded_no_growth() {
+    const CLIENTS: usize = 32;
+    const HALF: Duration = Duration::from_secs(4);
+    let s = setup(
+        None,
+        EngineConfig {
+            max_batch: 4,
+            max_queue: 8,
+            ..EngineConfig::default()
+        },
+    );
+    let c_path = s.dir.path().join("c.safetensors");
+    let r = post(
+        s.addr,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": "c", "path": c_path}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let models = ["base", "a", "b", "c"];
+    let prompts: [&[u32]; 3] = [&[1, 5, 9, 200], &[1, 17, 33], &[7, 8, 9, 10, 11, 12]];
+    let tokenizer = load_model::<Backend>(&fixture("pair/base"), None, &device())
+        .unwrap()
+        .tokenizer;
+    // Expected text of every (model, prompt).
+    let want: Vec<Vec<String>> = models
+        .iter()
+        .map(|m| {
+            let delta = (*m != "base").then(|| s.dir.path().join(format!("{m}.safetensors")));
+            prompts
+                .iter()
+                .map(|p| {
+                    let t = greedy_tokens(delta.as_deref(), p, 8);
+                    tokenizer.decode(&t, true).unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    let want = Arc::new(want);
+    let start = std::time::Instant::now();
+    let rss = Arc::new(std::sync::Mutex::new(Vec::<(Duration, u64)>::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (addr, want, rss) = (s.addr, want.clone(), rss.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut busy, mut n) = (0usize, 0usize, 0usize);
+                while start.elapsed() < 2 * HALF && n < 400 {
+                    let (mi, pi) = ((i + n) % 4, (i / 4 + n) % 3);
+                    n += 1;
+                    let body = json!({"model": models[mi], "prompt": prompts[pi], "max_tokens": 8, "temperature": 0});
+                    let r = post(addr, "/v1/completions", None, &body);
+                    match r.status {
+                        200 => {
+                            let text = r.json()["choices"][0]["text"].as_str().unwrap().to_string();
+                            assert_eq!(text, want[mi][pi], "client {i}: {} / {:?}: {}", models[mi], prompts[pi], r.body);
+                            ok += 1;
+                        }
+                        429 => {
+                            assert!(r.header("retry-after").is_some(), "429 without Retry-After");
+                            busy += 1;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        other => panic!("client {i}: status {other}: {}", r.body),
+                    }
+                    if i == 0 {
+                        rss.lock().unwrap().push((start.elapsed(), rss_bytes()));
+                    }
+                }
+                (ok, busy)
+            })
+        })
+        .collect();
+    let (mut ok, mut busy) = (0, 0);
+    for c in clients {
+        let (o, b) = c.join().expect("a client failed");
+        ok += o;
+        busy += b;
+    }
+    assert!(ok >= CLIENTS, "only {ok} requests completed");
+    // Memory at the end of each half: the second half may not add to the first.
+    let samples = rss.lock().unwrap().clone();
+    let at = |t: Duration| {
+        samples
+            .iter()
+            .filter(|(s, _)| *s <= t)
+            .map(|&(_, r)| r)
+            .next_back()
+            .unwrap_or(0)
+    };
+    let (mid, end) = (at(HALF), at(2 * HALF));
+    assert!(
+        end <= mid + (16 << 20),
+        "VmRSS grew from {mid} to {end} bytes in the second half ({ok} completed, {busy} got 429)"
+    );
+    eprintln!("load: {ok} completed, {busy} got 429, VmRSS {mid} → {end} bytes");
+}

@@ -191,6 +191,10 @@ pub struct TextStream {
     /// Bytes of `text` already handed out.
     sent: usize,
     stops: Vec<String>,
+    /// The latest decode while it ends in an incomplete UTF-8 sequence:
+    /// held back, and adopted as it is (with its U+FFFD) if the sequence
+    /// ends there, so the final text equals decoding every token.
+    pending: Option<String>,
     /// Whether a stop string was found.
     pub stopped: bool,
 }
@@ -203,6 +207,7 @@ impl TextStream {
             text: String::new(),
             sent: 0,
             stops,
+            pending: None,
             stopped: false,
         }
     }
@@ -222,17 +227,12 @@ impl TextStream {
             .map_err(|e| e.to_string())?;
         // An incomplete UTF-8 sequence decodes to U+FFFD: wait for its end.
         if full.ends_with('\u{FFFD}') {
+            self.pending = Some(full);
             return Ok(String::new());
         }
+        self.pending = None;
         self.text = full;
-        if let Some(cut) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.text.find(s.as_str()))
-            .min()
-        {
-            self.text.truncate(cut);
-            self.stopped = true;
+        if self.cut_at_stop() {
             return Ok(self.take(self.text.len()));
         }
         let hold = self.stops.iter().map(String::len).max().unwrap_or(1) - 1;
@@ -243,9 +243,29 @@ impl TextStream {
         Ok(self.take(end))
     }
 
-    /// Whatever is still held back (at the end of the sequence).
+    /// Whatever is still held back (at the end of the sequence), including
+    /// a trailing incomplete UTF-8 sequence as U+FFFD.
     pub fn finish(&mut self) -> String {
+        if let Some(full) = self.pending.take().filter(|_| !self.stopped) {
+            self.text = full;
+            self.cut_at_stop();
+        }
         self.take(self.text.len())
+    }
+
+    /// Cuts `text` at the first stop string; whether there was one.
+    fn cut_at_stop(&mut self) -> bool {
+        let Some(cut) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        else {
+            return false;
+        };
+        self.text.truncate(cut);
+        self.stopped = true;
+        true
     }
 
     fn take(&mut self, end: usize) -> String {

@@ -585,6 +585,8 @@ async fn run<B: Backend>(
     // Dropping the receiver ends the sequence in the engine (stop string).
     drop(rx);
     drop(guard);
+    text.finish();
+    let finish = if text.stopped { "stop" } else { finish };
     let content = text.text().to_string();
     let choice = match kind {
         Kind::Chat => json!({
@@ -669,6 +671,7 @@ impl<B: Backend> SseState<B> {
 
     fn closing(&mut self, finish: &str) -> Vec<Event> {
         let rest = self.text.finish();
+        let finish = if self.text.stopped { "stop" } else { finish };
         let mut out = Vec::new();
         if !rest.is_empty() {
             out.push(self.chunk(Some(rest), None, false));
