@@ -10,9 +10,10 @@
 //! - **Portable**: LUT-GEMM's trick — per 8 inputs a table of the 256 subset
 //!   sums, then one lookup per byte of signs.
 //!
-//! Output rows are split over the rayon threads when the matrix is large;
-//! several input rows (a prefill chunk of one tenant) reuse each row of bits
-//! while it is in L1.
+//! Output rows are split over the rayon threads in blocks when the matrix is
+//! large; the AVX-512 kernel computes 8 output rows × 1 input row or 4 × 4
+//! (a prefill chunk of one tenant) per pass, so every mask and input vector
+//! it loads feeds several independent masked adds.
 
 use delta_quant::BitMatrix;
 use rayon::prelude::*;
@@ -37,28 +38,129 @@ pub fn positive_sums(bits: &BitMatrix, x: &[f32], rows: usize, out: &mut [f32]) 
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 => Vec::new(),
     };
-    let one = |o: usize, sums: &mut [f32]| {
-        let row_bits = bits.row(o);
-        for (r, s) in sums.iter_mut().enumerate() {
-            let xr = &x[r * in_f..(r + 1) * in_f];
-            *s = match kernel {
-                Kernel::Portable => lut_sum(row_bits, &luts[r]),
-                // SAFETY: `detect` saw AVX-512F on this CPU; `row_bits`
-                // holds `ceil(in / 8)` bytes for the `in` entries of `xr`.
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512 => unsafe { masked_sum_avx512(row_bits, xr) },
-            };
+    // One task per block of BLOCK output rows: `sums` is its `[≤BLOCK, rows]` part of `out`.
+    let block = |bi: usize, sums: &mut [f32]| {
+        let o0 = bi * BLOCK;
+        match kernel {
+            Kernel::Portable => {
+                for (k, s) in sums.chunks_mut(rows).enumerate() {
+                    let row_bits = bits.row(o0 + k);
+                    for (r, s) in s.iter_mut().enumerate() {
+                        *s = lut_sum(row_bits, &luts[r]);
+                    }
+                }
+            }
+            // SAFETY: `detect` saw AVX-512F on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { avx512_block(bits, o0, x, rows, sums) },
         }
     };
+    let task = BLOCK * rows;
     if out_f * in_f * rows >= PARALLEL_MIN_BITS && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(rows)
+        out.par_chunks_mut(task)
             .enumerate()
-            .for_each(|(o, s)| one(o, s));
+            .for_each(|(bi, s)| block(bi, s));
     } else {
-        out.chunks_mut(rows)
+        out.chunks_mut(task)
             .enumerate()
-            .for_each(|(o, s)| one(o, s));
+            .for_each(|(bi, s)| block(bi, s));
     }
+}
+
+/// Output rows per task (a multiple of the AVX-512 kernels' 8 and 4).
+const BLOCK: usize = 32;
+
+/// The sums of output rows `o0 ..` (as many as `sums` holds, `[k, rows]`)
+/// for every input row: 8 output rows × 1 input row, or 4 × 4, per pass
+/// over the inputs, so each mask and each input vector loaded serves several
+/// independent masked adds (and the add latency is hidden).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_block(bits: &BitMatrix, o0: usize, x: &[f32], rows: usize, sums: &mut [f32]) {
+    let in_f = bits.cols();
+    let k = sums.len() / rows;
+    let xrow = |r: usize| &x[r * in_f..(r + 1) * in_f];
+    // Past the last row, a block repeats it; those results are dropped.
+    let brow = |o: usize| bits.row(o0 + o.min(k - 1));
+    let mut r = 0;
+    while r + 4 <= rows {
+        let xs = [xrow(r), xrow(r + 1), xrow(r + 2), xrow(r + 3)];
+        for ob in (0..k).step_by(4) {
+            let rb = [brow(ob), brow(ob + 1), brow(ob + 2), brow(ob + 3)];
+            // SAFETY: AVX-512F (caller); every bits row holds ceil(in / 8) bytes.
+            let got = unsafe { masked_sums::<4, 4>(&rb, &xs, in_f) };
+            for (o, g) in got.iter().enumerate().take(k - ob) {
+                sums[(ob + o) * rows + r..(ob + o) * rows + r + 4].copy_from_slice(g);
+            }
+        }
+        r += 4;
+    }
+    for r in r..rows {
+        let xs = [xrow(r)];
+        for ob in (0..k).step_by(8) {
+            let rb = [0, 1, 2, 3, 4, 5, 6, 7].map(|o| brow(ob + o));
+            // SAFETY: as above.
+            let got = unsafe { masked_sums::<8, 1>(&rb, &xs, in_f) };
+            for (o, g) in got.iter().enumerate().take(k - ob) {
+                sums[(ob + o) * rows + r] = g[0];
+            }
+        }
+    }
+}
+
+/// `out[o][r] = Σ_{i: bit i of rb[o] set} xs[r][i]` for `O` rows of packed
+/// bits and `R` input rows of `n` entries, 16 entries per masked add (bit
+/// `k` of byte `j` is entry `8j + k`, so two bytes read little-endian are
+/// the mask of 16 consecutive entries).
+///
+/// # Safety
+/// The CPU must have AVX-512F; every `rb[o]` holds at least `ceil(n / 8)`
+/// bytes and every `xs[r]` exactly `n` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn masked_sums<const O: usize, const R: usize>(
+    rb: &[&[u8]; O],
+    xs: &[&[f32]; R],
+    n: usize,
+) -> [[f32; R]; O] {
+    use std::arch::x86_64::*;
+    debug_assert!(rb.iter().all(|b| b.len() >= n.div_ceil(8)));
+    debug_assert!(xs.iter().all(|x| x.len() == n));
+    let chunks = n / 16;
+    let mut acc = [[_mm512_setzero_ps(); R]; O];
+    for j in 0..chunks {
+        // SAFETY: entries 16j .. 16j + 16 lie inside every input row.
+        let v: [__m512; R] =
+            std::array::from_fn(|r| unsafe { _mm512_loadu_ps(xs[r].as_ptr().add(16 * j)) });
+        for o in 0..O {
+            // SAFETY: bytes 2j and 2j + 1 < ceil(n / 8) because 16(j + 1) ≤ n.
+            let m: u16 = unsafe { rb[o].as_ptr().add(2 * j).cast::<u16>().read_unaligned() };
+            let m = u16::from_le(m);
+            for r in 0..R {
+                acc[o][r] = _mm512_mask_add_ps(acc[o][r], m, acc[o][r], v[r]);
+            }
+        }
+    }
+    let rest = n - 16 * chunks;
+    if rest > 0 {
+        let valid = ((1u32 << rest) - 1) as u16;
+        // SAFETY: the masked loads read only the `rest` entries left.
+        let v: [__m512; R] = std::array::from_fn(|r| unsafe {
+            _mm512_maskz_loadu_ps(valid, xs[r].as_ptr().add(16 * chunks))
+        });
+        for o in 0..O {
+            let lo = u16::from(rb[o][2 * chunks]);
+            let hi = u16::from(rb[o].get(2 * chunks + 1).copied().unwrap_or(0));
+            let m = (lo | hi << 8) & valid;
+            for r in 0..R {
+                acc[o][r] = _mm512_mask_add_ps(acc[o][r], m, acc[o][r], v[r]);
+            }
+        }
+    }
+    acc.map(|a| a.map(|v| _mm512_reduce_add_ps(v)))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,52 +221,6 @@ fn lut_sum(row_bits: &[u8], lut: &[f32]) -> f32 {
         .sum()
 }
 
-/// `Σ_{i: bit i of row_bits set} x_i`, 16 entries per masked add (bit `k`
-/// of byte `j` is entry `8j + k`, so two bytes read little-endian are the
-/// mask of 16 consecutive entries). Four accumulators hide the add latency.
-///
-/// # Safety
-/// The CPU must have AVX-512F, and `row_bits` must hold at least
-/// `ceil(x.len() / 8)` bytes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn masked_sum_avx512(row_bits: &[u8], x: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = x.len();
-    debug_assert!(row_bits.len() >= n.div_ceil(8));
-    let chunks = n / 16;
-    let mask = |j: usize| u16::from_le_bytes([row_bits[2 * j], row_bits[2 * j + 1]]);
-    let p = x.as_ptr();
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut j = 0;
-    while j + 4 <= chunks {
-        for (u, a) in acc.iter_mut().enumerate() {
-            // SAFETY: entries 16(j+u) .. 16(j+u)+16 lie inside `x`.
-            let v = unsafe { _mm512_loadu_ps(p.add(16 * (j + u))) };
-            *a = _mm512_mask_add_ps(*a, mask(j + u), *a, v);
-        }
-        j += 4;
-    }
-    while j < chunks {
-        // SAFETY: as above.
-        let v = unsafe { _mm512_loadu_ps(p.add(16 * j)) };
-        acc[0] = _mm512_mask_add_ps(acc[0], mask(j), acc[0], v);
-        j += 1;
-    }
-    let rest = n - 16 * chunks;
-    if rest > 0 {
-        let lo = u16::from(row_bits[2 * chunks]);
-        let hi = u16::from(row_bits.get(2 * chunks + 1).copied().unwrap_or(0));
-        let valid = ((1u32 << rest) - 1) as u16;
-        let m = (lo | hi << 8) & valid;
-        // SAFETY: the masked load reads only the `rest` entries left in `x`.
-        let v = unsafe { _mm512_maskz_loadu_ps(m, p.add(16 * chunks)) };
-        acc[1] = _mm512_add_ps(acc[1], v);
-    }
-    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,15 +254,19 @@ mod tests {
         }
     }
 
-    /// Widths around the 16-entry chunks and the 4-chunk unroll, one and
-    /// several input rows, a matrix large enough to run on the thread pool.
+    /// Widths around the 16-entry chunks, input rows around the 4-row
+    /// blocks, output rows around the 8/4-row and 32-row blocks, matrices
+    /// large enough to run on the thread pool.
     fn all_shapes() {
         for in_f in [1, 7, 8, 15, 16, 17, 63, 64, 65, 100, 576] {
-            for rows in [1, 3] {
+            for rows in [1, 3, 4, 5, 9] {
                 check(9, in_f, rows);
             }
         }
+        // Output rows past whole blocks of 32 / 8 / 4; the thread pool.
+        check(70, 33, 6);
         check(700, 300, 2);
+        check(333, 200, 5);
     }
 
     #[test]
