@@ -139,14 +139,7 @@ impl<B: Backend> DeltaOp<B> {
                     }
                 }
             }
-            Self::Sparse(s) => {
-                for (xr, yr) in x.chunks_exact(in_f).zip(y.chunks_exact_mut(out_f)) {
-                    for (&idx, &v) in s.indices().iter().zip(s.values()) {
-                        let (o, i) = (idx as usize / in_f, idx as usize % in_f);
-                        yr[o] += v * xr[i];
-                    }
-                }
-            }
+            Self::Sparse(s) => sparse_add(s, x, y, rows),
             Self::Dense(_) => unreachable!("dense deltas run on the backend"),
         }
     }
@@ -160,14 +153,64 @@ impl<B: Backend> DeltaOp<B> {
     }
 }
 
+/// `y += Δ̂·x` for a sparse Δ̂: output rows in blocks over the rayon
+/// threads (a block's entries found by binary search, as the flat positions
+/// are strictly increasing), every kept entry applied to all input rows at
+/// once on `x` transposed (`[in, rows]`), so a prefill chunk's rows are one
+/// contiguous run per entry.
+fn sparse_add(s: &SparsePayload, x: &[f32], y: &mut [f32], rows: usize) {
+    use rayon::prelude::*;
+    const BLOCK: usize = 64;
+    let [out_f, in_f] = s.shape();
+    let mut xt = vec![0.0f32; in_f * rows];
+    for (r, xr) in x.chunks_exact(in_f).enumerate() {
+        for (i, &v) in xr.iter().enumerate() {
+            xt[i * rows + r] = v;
+        }
+    }
+    let (indices, values) = (s.indices(), s.values());
+    // `[out, rows]` sums, added into `y` (`[rows, out]`) afterwards.
+    let mut yt = vec![0.0f32; out_f * rows];
+    let block = |bi: usize, acc: &mut [f32]| {
+        let o0 = bi * BLOCK;
+        let at = |o: usize| indices.partition_point(|&p| (p as usize) < o * in_f);
+        let mut lo = at(o0);
+        for (k, dst) in acc.chunks_exact_mut(rows).enumerate() {
+            // Row o's entries: flat positions in [o·in, (o + 1)·in).
+            let start = (o0 + k) * in_f;
+            let hi = lo + indices[lo..].partition_point(|&p| (p as usize) < start + in_f);
+            for (&p, &v) in indices[lo..hi].iter().zip(&values[lo..hi]) {
+                let i = p as usize - start;
+                for (d, &xv) in dst.iter_mut().zip(&xt[i * rows..(i + 1) * rows]) {
+                    *d += v * xv;
+                }
+            }
+            lo = hi;
+        }
+    };
+    if indices.len() * rows >= 1 << 16 {
+        yt.par_chunks_mut(BLOCK * rows)
+            .enumerate()
+            .for_each(|(bi, a)| block(bi, a));
+    } else {
+        yt.chunks_mut(BLOCK * rows)
+            .enumerate()
+            .for_each(|(bi, a)| block(bi, a));
+    }
+    for (o, so) in yt.chunks_exact(rows).enumerate() {
+        for (r, &v) in so.iter().enumerate() {
+            y[r * out_f + o] += v;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::NdArray;
     use delta_quant::{parse_method, CompressContext, DeltaMatrix};
 
-    fn check(method: &str) {
-        let (rows, cols) = (13, 21);
+    fn check(method: &str, (rows, cols): (usize, usize), n: usize) {
         let values: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
             .collect();
@@ -178,20 +221,23 @@ mod tests {
             .unwrap();
         let rec = c.reconstruct();
         let op = DeltaOp::<NdArray>::from_compressed(c, &Default::default());
-        let x: Vec<f32> = (0..2 * cols).map(|i| (i as f32 * 0.37).sin()).collect();
-        let mut y = vec![0.5f32; 2 * rows];
+        let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut y = vec![0.5f32; n * rows];
         if op.dense().is_some() {
             return;
         }
-        op.add_host(&x, &mut y, 2);
-        for r in 0..2 {
+        op.add_host(&x, &mut y, n);
+        for r in 0..n {
             for o in 0..rows {
                 let want: f32 = 0.5
                     + (0..cols)
                         .map(|i| rec.data()[o * cols + i] * x[r * cols + i])
                         .sum::<f32>();
                 let got = y[r * rows + o];
-                assert!((got - want).abs() < 1e-4, "{method}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{method} [{rows}x{cols}, {n} rows] ({o}, {r}): {got} vs {want}"
+                );
             }
         }
     }
@@ -206,7 +252,10 @@ mod tests {
             "magnitude:density=0.2",
             "dare:p=0.5,seed=3",
         ] {
-            check(m);
+            // Small; past the 64-row sparse blocks; large enough for the threads.
+            check(m, (13, 21), 2);
+            check(m, (150, 37), 3);
+            check(m, (300, 400), 5);
         }
     }
 }

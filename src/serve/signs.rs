@@ -2,11 +2,14 @@
 //! work a BitDelta / multi-mask tenant adds to a projection
 //! (`Δ̂x = α·(2·Σ_{s=+1} x − Σ x)`).
 //!
-//! Two kernels compute the same sums:
+//! Three kernels compute the same sums:
 //! - **AVX-512** (x86-64 CPUs that have it, detected at run time: Intel
 //!   since Skylake-SP, AMD since Zen 4): 16 sign bits are one mask register,
 //!   so 16 entries cost one masked add of 16 inputs, and the bits stream
 //!   straight from the packed bytes (1/32 of an f32 weight's bytes).
+//! - **AVX2** (the x86-64 CPUs without AVX-512, e.g. AMD Zen 2/3): a byte
+//!   of signs picks one of 256 lane masks (a table in L1), then an AND and
+//!   an add per 8 entries.
 //! - **Portable**: LUT-GEMM's trick — per 8 inputs a table of the 256 subset
 //!   sums, then one lookup per byte of signs.
 //!
@@ -36,7 +39,7 @@ pub fn positive_sums(bits: &BitMatrix, x: &[f32], rows: usize, out: &mut [f32]) 
     let luts: Vec<Vec<f32>> = match kernel {
         Kernel::Portable => x.chunks_exact(in_f).map(byte_sums).collect(),
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => Vec::new(),
+        Kernel::Avx512 | Kernel::Avx2 => Vec::new(),
     };
     // One task per block of BLOCK output rows: `sums` is its `[≤BLOCK, rows]` part of `out`.
     let block = |bi: usize, sums: &mut [f32]| {
@@ -52,7 +55,30 @@ pub fn positive_sums(bits: &BitMatrix, x: &[f32], rows: usize, out: &mut [f32]) 
             }
             // SAFETY: `detect` saw AVX-512F on this CPU.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { avx512_block(bits, o0, x, rows, sums) },
+            Kernel::Avx512 => unsafe {
+                blocked(
+                    bits,
+                    o0,
+                    x,
+                    rows,
+                    sums,
+                    masked_sums::<4, 4>,
+                    masked_sums::<8, 1>,
+                )
+            },
+            // SAFETY: `detect` saw AVX2 on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe {
+                blocked(
+                    bits,
+                    o0,
+                    x,
+                    rows,
+                    sums,
+                    avx2_sums::<4, 2>,
+                    avx2_sums::<8, 1>,
+                )
+            },
         }
     };
     let task = BLOCK * rows;
@@ -70,40 +96,53 @@ pub fn positive_sums(bits: &BitMatrix, x: &[f32], rows: usize, out: &mut [f32]) 
 /// Output rows per task (a multiple of the AVX-512 kernels' 8 and 4).
 const BLOCK: usize = 32;
 
+/// A kernel's sums of `O` rows of packed bits over `R` input rows of `n` entries.
+#[cfg(target_arch = "x86_64")]
+type Sums<const O: usize, const R: usize> =
+    unsafe fn(&[&[u8]; O], &[&[f32]; R], usize) -> [[f32; R]; O];
+
 /// The sums of output rows `o0 ..` (as many as `sums` holds, `[k, rows]`)
-/// for every input row: 8 output rows × 1 input row, or 4 × 4, per pass
-/// over the inputs, so each mask and each input vector loaded serves several
-/// independent masked adds (and the add latency is hidden).
+/// for every input row: `OM` output rows × `RM` input rows per pass of
+/// `multi` over the inputs, then `OS` × 1 per pass of `single` for the input
+/// rows left, so each mask and each input vector loaded serves several
+/// independent adds (and the add latency is hidden).
 ///
 /// # Safety
-/// The CPU must have AVX-512F.
+/// The CPU must have the features `multi` and `single` were compiled for.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn avx512_block(bits: &BitMatrix, o0: usize, x: &[f32], rows: usize, sums: &mut [f32]) {
+unsafe fn blocked<const OM: usize, const RM: usize, const OS: usize>(
+    bits: &BitMatrix,
+    o0: usize,
+    x: &[f32],
+    rows: usize,
+    sums: &mut [f32],
+    multi: Sums<OM, RM>,
+    single: Sums<OS, 1>,
+) {
     let in_f = bits.cols();
     let k = sums.len() / rows;
     let xrow = |r: usize| &x[r * in_f..(r + 1) * in_f];
     // Past the last row, a block repeats it; those results are dropped.
     let brow = |o: usize| bits.row(o0 + o.min(k - 1));
     let mut r = 0;
-    while r + 4 <= rows {
-        let xs = [xrow(r), xrow(r + 1), xrow(r + 2), xrow(r + 3)];
-        for ob in (0..k).step_by(4) {
-            let rb = [brow(ob), brow(ob + 1), brow(ob + 2), brow(ob + 3)];
-            // SAFETY: AVX-512F (caller); every bits row holds ceil(in / 8) bytes.
-            let got = unsafe { masked_sums::<4, 4>(&rb, &xs, in_f) };
+    while r + RM <= rows {
+        let xs: [&[f32]; RM] = std::array::from_fn(|i| xrow(r + i));
+        for ob in (0..k).step_by(OM) {
+            let rb: [&[u8]; OM] = std::array::from_fn(|o| brow(ob + o));
+            // SAFETY: the CPU features (caller); every bits row holds ceil(in / 8) bytes.
+            let got = unsafe { multi(&rb, &xs, in_f) };
             for (o, g) in got.iter().enumerate().take(k - ob) {
-                sums[(ob + o) * rows + r..(ob + o) * rows + r + 4].copy_from_slice(g);
+                sums[(ob + o) * rows + r..(ob + o) * rows + r + RM].copy_from_slice(g);
             }
         }
-        r += 4;
+        r += RM;
     }
     for r in r..rows {
         let xs = [xrow(r)];
-        for ob in (0..k).step_by(8) {
-            let rb = [0, 1, 2, 3, 4, 5, 6, 7].map(|o| brow(ob + o));
+        for ob in (0..k).step_by(OS) {
+            let rb: [&[u8]; OS] = std::array::from_fn(|o| brow(ob + o));
             // SAFETY: as above.
-            let got = unsafe { masked_sums::<8, 1>(&rb, &xs, in_f) };
+            let got = unsafe { single(&rb, &xs, in_f) };
             for (o, g) in got.iter().enumerate().take(k - ob) {
                 sums[(ob + o) * rows + r] = g[0];
             }
@@ -163,9 +202,85 @@ unsafe fn masked_sums<const O: usize, const R: usize>(
     acc.map(|a| a.map(|v| _mm512_reduce_add_ps(v)))
 }
 
+/// Lane masks of a byte of sign bits: lane `k` of entry `b` is all ones
+/// when bit `k` of `b` is set.
+#[cfg(target_arch = "x86_64")]
+static BYTE_MASKS: [[i32; 8]; 256] = {
+    let mut t = [[0i32; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut k = 0;
+        while k < 8 {
+            if b >> k & 1 == 1 {
+                t[b][k] = -1;
+            }
+            k += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The AVX2 form of [`masked_sums`]: 8 entries per step, the byte of signs
+/// turned into a lane mask by [`BYTE_MASKS`] (8 KiB, stays in L1), then an
+/// AND and an add.
+///
+/// # Safety
+/// The CPU must have AVX2; every `rb[o]` holds at least `ceil(n / 8)` bytes
+/// and every `xs[r]` exactly `n` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_sums<const O: usize, const R: usize>(
+    rb: &[&[u8]; O],
+    xs: &[&[f32]; R],
+    n: usize,
+) -> [[f32; R]; O] {
+    use std::arch::x86_64::*;
+    debug_assert!(rb.iter().all(|b| b.len() >= n.div_ceil(8)));
+    debug_assert!(xs.iter().all(|x| x.len() == n));
+    let chunks = n / 8;
+    let mut acc = [[_mm256_setzero_ps(); R]; O];
+    for j in 0..chunks {
+        // SAFETY: entries 8j .. 8j + 8 lie inside every input row.
+        let v: [__m256; R] =
+            std::array::from_fn(|r| unsafe { _mm256_loadu_ps(xs[r].as_ptr().add(8 * j)) });
+        for o in 0..O {
+            // SAFETY: byte j < ceil(n / 8); BYTE_MASKS rows are 8 lanes.
+            let m = unsafe {
+                let b = *rb[o].get_unchecked(j);
+                _mm256_castsi256_ps(_mm256_loadu_si256(BYTE_MASKS[b as usize].as_ptr().cast()))
+            };
+            for r in 0..R {
+                acc[o][r] = _mm256_add_ps(acc[o][r], _mm256_and_ps(m, v[r]));
+            }
+        }
+    }
+    let mut out = [[0.0f32; R]; O];
+    for o in 0..O {
+        for r in 0..R {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[o][r]) };
+            let mut sum = lanes.iter().sum::<f32>();
+            // The entries past the last whole byte.
+            if let Some(&b) = rb[o].get(chunks) {
+                for i in 8 * chunks..n {
+                    if b >> (i - 8 * chunks) & 1 == 1 {
+                        sum += xs[r][i];
+                    }
+                }
+            }
+            out[o][r] = sum;
+        }
+    }
+    out
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
     Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -173,25 +288,32 @@ enum Kernel {
 impl Kernel {
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if !force_portable() && std::arch::is_x86_feature_detected!("avx512f") {
-            return Self::Avx512;
+        {
+            let ceiling = kernel_ceiling();
+            if ceiling >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if ceiling >= 1 && std::arch::is_x86_feature_detected!("avx2") {
+                return Self::Avx2;
+            }
         }
         Self::Portable
     }
 }
 
-/// Tests set this to check the portable kernel on a CPU that has AVX-512.
+/// Tests lower this to check the slower kernels on a CPU that has the
+/// faster ones: 2 allows AVX-512, 1 at most AVX2, 0 only the portable one.
 #[cfg(test)]
-static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static KERNEL_CEILING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
 
-fn force_portable() -> bool {
+fn kernel_ceiling() -> u8 {
     #[cfg(test)]
     {
-        FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed)
+        KERNEL_CEILING.load(std::sync::atomic::Ordering::Relaxed)
     }
     #[cfg(not(test))]
     {
-        false
+        2
     }
 }
 
@@ -270,12 +392,15 @@ mod tests {
     }
 
     #[test]
-    fn both_kernels_sum_exactly_the_set_entries() {
-        // One test (not two) so the portable switch never races another test.
-        all_shapes();
-        FORCE_PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    fn every_kernel_sums_exactly_the_set_entries() {
+        // One test (not three) so the kernel switch never races another test.
+        use std::sync::atomic::Ordering::Relaxed;
+        for ceiling in [2, 1, 0] {
+            KERNEL_CEILING.store(ceiling, Relaxed);
+            eprintln!("ceiling {ceiling}: {:?}", Kernel::detect());
+            all_shapes();
+        }
         assert_eq!(Kernel::detect(), Kernel::Portable);
-        all_shapes();
-        FORCE_PORTABLE.store(false, std::sync::atomic::Ordering::Relaxed);
+        KERNEL_CEILING.store(2, Relaxed);
     }
 }
