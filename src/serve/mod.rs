@@ -4,7 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`payload`] | the adapter from delta-quant's compressed payloads to `x ↦ Δ̂x` operators |
-//! | [`signs`] | the packed-sign kernels (AVX-512 masked adds, portable byte tables) |
+//! | [`signs`] | the packed-sign kernels (AVX-512 masked adds, AVX2 lane masks, portable byte tables) |
 //! | [`tenant`] | the shared [`Base`] and validated [`Tenant`]s |
 //! | [`forward`] | one batched forward step over sequences of any tenants |
 //! | [`engine`] | the engine thread: bounded queue, fair admission, continuous batching |
