@@ -91,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let merged = load_model::<Backend>(&base_dir, delta, &device())?;
         let want = merged
             .model
-            .generate(&[prompt.clone()], &GenerateConfig::greedy(12))?
+            .generate(std::slice::from_ref(&prompt), &GenerateConfig::greedy(12))?
             .remove(0)
             .tokens;
         let same = if tokens == want {

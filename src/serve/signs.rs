@@ -264,9 +264,9 @@ unsafe fn avx2_sums<const O: usize, const R: usize>(
             let mut sum = lanes.iter().sum::<f32>();
             // The entries past the last whole byte.
             if let Some(&b) = rb[o].get(chunks) {
-                for i in 8 * chunks..n {
-                    if b >> (i - 8 * chunks) & 1 == 1 {
-                        sum += xs[r][i];
+                for (k, &v) in xs[r][8 * chunks..].iter().enumerate() {
+                    if b >> k & 1 == 1 {
+                        sum += v;
                     }
                 }
             }
