@@ -127,6 +127,16 @@ fn post(addr: SocketAddr, path: &str, key: Option<&str>, v: &Value) -> Reply {
     http(addr, "POST", path, key, v.to_string().as_bytes())
 }
 
+/// `POST /admin/deltas` with the admin token: register `path` as `name`.
+fn register(addr: SocketAddr, name: &str, path: &Path) -> Reply {
+    post(
+        addr,
+        "/admin/deltas",
+        Some(ADMIN),
+        &json!({"name": name, "path": path}),
+    )
+}
+
 struct Setup {
     rt: tokio::runtime::Runtime,
     server: Option<Server<Backend>>,
@@ -494,20 +504,10 @@ fn keys_isolate_tenants_and_admin_registers_and_unloads() {
         (bad.status, bad.error_code().as_str()),
         (400, "invalid_delta")
     );
-    let r = post(
-        a,
-        "/admin/deltas",
-        Some(ADMIN),
-        &json!({"name": "c", "path": c_path}),
-    );
+    let r = register(a, "c", &c_path);
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["registered"]["forms"]["sparse"], 14);
-    let again = post(
-        a,
-        "/admin/deltas",
-        Some(ADMIN),
-        &json!({"name": "c", "path": c_path}),
-    );
+    let again = register(a, "c", &c_path);
     assert_eq!(again.status, 409);
     let v = post(a, "/v1/completions", Some("key-all"), &req("c")).json();
     let want = greedy_tokens(Some(&c_path), &[1, 5, 9], 4);
@@ -555,12 +555,7 @@ fn the_safety_gate_refuses_with_the_measured_asr() {
     };
     let s = setup_with(None, EngineConfig::default(), Some(gate(0.5)));
     let c_path = s.dir.path().join("c.safetensors");
-    let r = post(
-        s.addr,
-        "/admin/deltas",
-        Some(ADMIN),
-        &json!({"name": "c", "path": c_path}),
-    );
+    let r = register(s.addr, "c", &c_path);
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (422, "safety_gate_refused"),
@@ -585,12 +580,7 @@ fn the_safety_gate_refuses_with_the_measured_asr() {
     drop(s);
     let s = setup_with(None, EngineConfig::default(), Some(gate(1.0)));
     let c_path = s.dir.path().join("c.safetensors");
-    let r = post(
-        s.addr,
-        "/admin/deltas",
-        Some(ADMIN),
-        &json!({"name": "c", "path": c_path}),
-    );
+    let r = register(s.addr, "c", &c_path);
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
@@ -670,12 +660,7 @@ fn load_32_clients_4_tenants_exact_bounded_no_growth() {
         },
     );
     let c_path = s.dir.path().join("c.safetensors");
-    let r = post(
-        s.addr,
-        "/admin/deltas",
-        Some(ADMIN),
-        &json!({"name": "c", "path": c_path}),
-    );
+    let r = register(s.addr, "c", &c_path);
     assert_eq!(r.status, 201, "{}", r.body);
     let models = ["base", "a", "b", "c"];
     let prompts: [&[u32]; 3] = [&[1, 5, 9, 200], &[1, 17, 33], &[7, 8, 9, 10, 11, 12]];
