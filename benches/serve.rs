@@ -65,14 +65,7 @@ fn config() -> LlamaConfig {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    deltaguard::serve::metrics::resident_bytes().unwrap_or(0)
 }
 
 fn cpu_model() -> String {

@@ -97,14 +97,6 @@ fn synthetic_pair(dir: &Path) -> (PathBuf, PathBuf) {
     (base, ft)
 }
 
-/// Peak resident set size of this process so far (Linux `VmHWM`), in bytes.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn bench(c: &mut Criterion) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/llama2-7b-2layers");
     std::fs::create_dir_all(&data).unwrap();
@@ -140,7 +132,7 @@ fn bench(c: &mut Criterion) {
     );
     group.finish();
 
-    if let Some(peak) = peak_rss() {
+    if let Some(peak) = deltaguard::serve::metrics::peak_resident_bytes() {
         // Page cache of the mapped inputs counts towards RSS while touched;
         // the heap holds about one f32 delta (4 B/param) plus its decode buffers.
         println!(
@@ -187,7 +179,7 @@ fn bench(c: &mut Criterion) {
     );
     group.finish();
 
-    if let Some(peak) = peak_rss() {
+    if let Some(peak) = deltaguard::serve::metrics::peak_resident_bytes() {
         // Compressed payloads are decoded from the delta's map one tensor at a
         // time, so the heap holds about one reconstructed f32 delta plus the
         // merged tensor — independent of the delta's total size.

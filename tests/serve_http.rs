@@ -632,14 +632,7 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    deltaguard::serve::metrics::resident_bytes().unwrap_or(0)
 }
 
 /// 32 concurrent clients across four models (base and three tenants) for a

@@ -119,3 +119,22 @@ impl Metrics {
         let _ = self.itl.remove_label_values(&[model]);
     }
 }
+
+/// This process's resident memory now (Linux `VmRSS`), in bytes; `None`
+/// where `/proc/self/status` is not there.
+pub fn resident_bytes() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
+/// This process's peak resident memory so far (Linux `VmHWM`), in bytes.
+pub fn peak_resident_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
