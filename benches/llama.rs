@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "common/bandwidth.rs"]
+mod bandwidth;
+use bandwidth::read_bandwidth;
+
 const PREFILL: usize = 128;
 const DECODE: usize = 64;
 
@@ -118,19 +122,6 @@ print(prefill, {DECODE} / ds[1])
     Some((it.next()??, it.next()??))
 }
 
-/// Single-thread sequential read bandwidth in bytes/s (sum over 1 GiB of f32).
-fn read_bandwidth() -> f64 {
-    let v = vec![1.0f32; 1 << 28];
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        let s: f32 = v.chunks(16).map(|c| c.iter().sum::<f32>()).sum();
-        std::hint::black_box(s);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (v.len() * 4) as f64 / best
-}
-
 /// The 1-minute load average (Linux), to tell a loaded machine from a quiet one.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -225,13 +216,13 @@ fn bench(c: &mut Criterion) {
             + 3 * cfg.hidden_size * cfg.intermediate_size)
         + cfg.vocab_size * cfg.hidden_size;
     let bytes_per_token = params as f64 * 4.0;
-    let bw = read_bandwidth();
+    let (bw, bw_threads) = read_bandwidth();
     let limit = bw / bytes_per_token;
     println!("\n== SmolLM2-135M f32, {} ==", deltaguard::backend::NAME);
     println!("deltaguard: prefill {PREFILL} tokens {ours_prefill:.3} s; greedy decode {ours_decode:.1} tokens/s");
     println!(
-        "memory: {:.0} MB of weights read per decoded token; measured single-thread read bandwidth {:.1} GB/s \
-         -> limit {limit:.1} tokens/s; decode reaches {:.0} % of it",
+        "memory: {:.0} MB of weights read per decoded token; measured read bandwidth {:.1} GB/s \
+         with {bw_threads} threads (the decode's pool) -> limit {limit:.1} tokens/s; decode reaches {:.0} % of it",
         bytes_per_token / 1e6,
         bw / 1e9,
         100.0 * ours_decode / limit

@@ -35,9 +35,12 @@ use deltaguard::llama_model::{GenerateConfig, LlamaConfig, Sampling, Tokenizer};
 use deltaguard::model_io::load_model;
 use deltaguard::serve::http::start_engine;
 use deltaguard::serve::{EngineConfig, GenEvent, GenParams};
-use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+#[path = "common/bandwidth.rs"]
+mod bandwidth;
+use bandwidth::read_bandwidth;
 
 const PROMPT: usize = 128;
 const NEW: usize = 64;
@@ -84,23 +87,6 @@ fn load_average() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "n/a".into())
-}
-
-/// Sequential read bandwidth in bytes/s with rayon's thread count (the
-/// engine's decode runs on that pool): the best of three sums over 1 GiB.
-fn read_bandwidth() -> f64 {
-    let v = vec![1.0f32; 1 << 28];
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let t = Instant::now();
-        let s: f32 = v
-            .par_chunks(1 << 16)
-            .map(|c| c.chunks(16).map(|c| c.iter().sum::<f32>()).sum::<f32>())
-            .sum();
-        std::hint::black_box(s);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (v.len() * 4) as f64 / best
 }
 
 fn data_root() -> PathBuf {
@@ -375,14 +361,13 @@ fn main() {
     let only_n: Option<usize> = std::env::var("SERVE_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok());
-    let bw = read_bandwidth();
+    let (bw, bw_threads) = read_bandwidth();
     println!(
-        "deltaguard serve bench · CPU: {} · {} threads · load average {} · read bandwidth {:.1} GB/s ({} threads)",
+        "deltaguard serve bench · CPU: {} · {} threads · load average {} · read bandwidth {:.1} GB/s ({bw_threads} threads)",
         cpu_model(),
         rayon::current_num_threads(),
         load_average(),
         bw / 1e9,
-        rayon::current_num_threads(),
     );
     println!(
         "SmolLM2-135M-shaped random weights ({:.0} MB f32) · {PROMPT}-token prompts, {NEW} greedy new tokens, {REQUESTS} requests per tenant, one closed-loop client per tenant\n",
